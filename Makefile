@@ -1,0 +1,60 @@
+# Everything a developer or CI runs. `make help` lists the targets.
+include versions.env
+export
+
+SHELL := /usr/bin/env bash
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+export PATH := $(ROOT)/.cache/bin:$(VENV)/bin:$(PATH)
+# The cluster tests/e2e run against. Deliberately not $KUBECONFIG, so that `make test`
+# never touches whatever cluster your shell points at: the default is the local
+# control plane (`make up`); pass E2E_KUBECONFIG=... to test another (kind-e2e does).
+LOCAL_KUBECONFIG := $(ROOT)/.cache/run/kubeconfig
+E2E_KUBECONFIG ?= $(LOCAL_KUBECONFIG)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: install
+install: ## Build and install every pinned tool into .cache/bin and .venv (cold: see README)
+	hack/install.sh all
+
+.PHONY: up
+up: install ## Start the local control plane, cert-manager and the webhook (no Docker)
+	$(PY) -m localcp up
+
+.PHONY: down
+down: ## Stop everything `make up` started
+	$(PY) -m localcp down
+
+.PHONY: lint
+lint: ## ruff, mypy, helm lint, actionlint, hadolint
+	ruff check .
+	ruff format --check .
+	mypy
+	helm lint --strict chart
+	actionlint
+	hadolint Dockerfile
+
+.PHONY: test-unit
+test-unit: ## Unit tests: the admission core, the server, the chart's rendered manifests
+	$(PY) -m pytest tests/unit
+
+.PHONY: test-e2e
+test-e2e: $(if $(filter $(LOCAL_KUBECONFIG),$(E2E_KUBECONFIG)),up) ## End-to-end tests against E2E_KUBECONFIG (default: `make up`'s cluster)
+	KUBECONFIG=$(E2E_KUBECONFIG) $(PY) -m pytest -m e2e tests/e2e
+
+.PHONY: test
+test: install lint test-unit test-e2e ## Install what is missing, then lint, unit and e2e tests
+
+.PHONY: bench
+bench: ## Benchmarks: server throughput and Pod-creation latency per mode
+	$(PY) -m bench.server
+
+.PHONY: kind-e2e
+kind-e2e: ## Build the image, install it with cert-manager on kind, run tests/e2e (Docker)
+	hack/kind-e2e.sh $(KIND_E2E_FLAGS)

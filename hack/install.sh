@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, at the versions pinned in versions.env:
+#   - a Python virtualenv in .venv with requirements-dev.txt;
+#   - kube-apiserver, kube-controller-manager, kubectl, etcd, cert-manager's
+#     controller/cainjector/cmctl, helm and actionlint, built from their Go modules
+#     into .cache/bin (no release-binary downloads, no container images).
+# Each tool is skipped when .cache/bin already holds it at the pinned version,
+# so a second run takes seconds.
+#
+# Usage: hack/install.sh [python|go|all]   (default: all)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../versions.env
+source "$root/versions.env"
+cache="$root/.cache"
+bin="$cache/bin"
+build="$cache/build"
+mkdir -p "$bin" "$build"
+
+log() { printf '[install] %s\n' "$*" >&2; }
+
+# A stamp file next to each binary records the version it was built at.
+have() { [[ -x "$bin/$1" && "$(cat "$bin/.$1.version" 2>/dev/null)" == "$2" ]]; }
+stamp() { echo "$2" >"$bin/.$1.version"; }
+
+timed() {
+  local what=$1; shift
+  local start=$SECONDS
+  "$@"
+  log "$what done in $((SECONDS - start)) s"
+}
+
+install_python() {
+  local want
+  want=$(sha256sum "$root/requirements.txt" "$root/requirements-dev.txt" | sha256sum | cut -d' ' -f1)
+  if [[ -x "$root/.venv/bin/python" && "$(cat "$root/.venv/.requirements.sha256" 2>/dev/null)" == "$want" ]]; then
+    log "python venv up to date"
+    return
+  fi
+  log "creating .venv from requirements-dev.txt"
+  python3 -m venv "$root/.venv"
+  "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements-dev.txt"
+  echo "$want" >"$root/.venv/.requirements.sha256"
+}
+
+# k8s.io/kubernetes replaces its k8s.io/* staging modules with local paths, so
+# `go install` refuses it. A build module of our own requires it and points each
+# staging module at its published v0.<minor>.<patch> version instead.
+build_kubernetes() {
+  local v=$KUBERNETES_VERSION
+  if have kube-apiserver "$v" && have kube-controller-manager "$v" && have kubectl "$v"; then
+    log "kubernetes $v already built"
+    return
+  fi
+  local staging="v0.${v#v1.}"
+  local dir="$build/kubernetes-$v"
+  mkdir -p "$dir"
+  local gomod
+  gomod=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "module localbuild/kubernetes"
+    echo
+    echo "go 1.26"
+    echo
+    echo "require k8s.io/kubernetes $v"
+    echo
+    echo "replace ("
+    grep -E '^\s*k8s\.io/[^ ]+ => \./staging/' "$gomod" | awk -v s="$staging" '{print "\t" $1 " => " $1 " " s}'
+    echo ")"
+  } >"$dir/go.mod"
+  cat >"$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  (cd "$dir" && go mod tidy)
+  local minor=${v#v1.}; minor=${minor%%.*}
+  local ldflags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  for cmd in kube-apiserver kube-controller-manager kubectl; do
+    (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+    stamp "$cmd" "$v"
+  done
+}
+
+build_etcd() {
+  have etcd "$ETCD_VERSION" && { log "etcd $ETCD_VERSION already built"; return; }
+  local dir="$build/etcd-$ETCD_VERSION"
+  mkdir -p "$dir"
+  printf 'module localbuild/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >"$dir/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >"$dir/tools.go"
+  (cd "$dir" && go mod tidy && go build -trimpath -o "$bin/etcd" go.etcd.io/etcd/server/v3)
+  stamp etcd "$ETCD_VERSION"
+}
+
+build_cert_manager() {
+  local v=$CERT_MANAGER_VERSION
+  if have cert-manager-controller "$v" && have cert-manager-cainjector "$v" && have cmctl "$v"; then
+    log "cert-manager $v already built"
+    return
+  fi
+  local dir="$build/cert-manager-$v"
+  mkdir -p "$dir"
+  # The one replace line of cert-manager's own go.mod at this version.
+  printf 'module localbuild/certmanager\n\ngo 1.26\n\nrequire github.com/cert-manager/cert-manager %s\n\nreplace github.com/miekg/dns v1.1.41 => github.com/miekg/dns v1.1.34\n' "$v" >"$dir/go.mod"
+  cat >"$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "github.com/cert-manager/cert-manager/cmd/cainjector"
+	_ "github.com/cert-manager/cert-manager/cmd/controller"
+	_ "github.com/cert-manager/cert-manager/cmd/ctl"
+)
+GO
+  (cd "$dir" && go mod tidy)
+  local ldflags="-X github.com/cert-manager/cert-manager/pkg/util.AppVersion=$v"
+  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/cert-manager-controller" github.com/cert-manager/cert-manager/cmd/controller)
+  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/cert-manager-cainjector" github.com/cert-manager/cert-manager/cmd/cainjector)
+  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/cmctl" github.com/cert-manager/cert-manager/cmd/ctl)
+  # The CRDs ship inside the module; keep a copy next to the binaries.
+  local src
+  src=$(cd "$dir" && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)
+  rm -rf "$cache/cert-manager-crds" && mkdir -p "$cache/cert-manager-crds"
+  cp "$src"/deploy/crds/crd-*.yaml "$cache/cert-manager-crds/"
+  chmod -R u+w "$cache/cert-manager-crds"
+  for name in cert-manager-controller cert-manager-cainjector cmctl; do stamp "$name" "$v"; done
+}
+
+go_install() {
+  local name=$1 pkg=$2 v=$3
+  have "$name" "$v" && { log "$name $v already built"; return; }
+  GOBIN="$bin" go install "$pkg@$v"
+  stamp "$name" "$v"
+}
+
+install_go() {
+  command -v go >/dev/null || { log "go is required (see README)"; exit 1; }
+  timed etcd build_etcd
+  timed helm go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+  timed actionlint go_install actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
+  timed cert-manager build_cert_manager
+  timed kubernetes build_kubernetes
+}
+
+case "${1:-all}" in
+  python) timed python install_python ;;
+  go) install_go ;;
+  all) timed python install_python; install_go ;;
+  *) echo "usage: $0 [python|go|all]" >&2; exit 2 ;;
+esac
