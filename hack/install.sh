@@ -11,7 +11,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=../versions.env
+# shellcheck source=SCRIPTDIR/../versions.env
 source "$root/versions.env"
 cache="$root/.cache"
 bin="$cache/bin"
@@ -138,16 +138,32 @@ GO
 }
 
 go_install() {
-  local name=$1 pkg=$2 v=$3
+  local name=$1 pkg=$2 v=$3 ldflags=${4:-}
   have "$name" "$v" && { log "$name $v already built"; return; }
-  GOBIN="$bin" go install "$pkg@$v"
+  GOBIN="$bin" go install -trimpath -ldflags "$ldflags" "$pkg@$v"
   stamp "$name" "$v"
+}
+
+# Helm's own Makefile stamps its version and the Kubernetes version it assumes
+# without a cluster (`helm template`, `helm lint`), taken from its client-go;
+# without these, helm reports no version and assumes Kubernetes v1.20.
+build_helm() {
+  have helm "$HELM_VERSION" && { log "helm $HELM_VERSION already built"; return; }
+  local gomod client_go minor
+  gomod=$(cd "$build" && GOFLAGS=-mod=mod go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$gomod")
+  minor=$(echo "$client_go" | cut -d. -f2)  # client-go v0.N.x is Kubernetes 1.N
+  local ldflags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$ldflags"
 }
 
 install_go() {
   command -v go >/dev/null || { log "go is required (see README)"; exit 1; }
   timed etcd build_etcd
-  timed helm go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+  timed helm build_helm
   timed actionlint go_install actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
   timed cert-manager build_cert_manager
   timed kubernetes build_kubernetes
