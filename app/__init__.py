@@ -1,0 +1,1 @@
+"""pod-labeler: a Kubernetes mutating admission webhook that labels every new Pod."""

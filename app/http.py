@@ -1,0 +1,206 @@
+"""The Flask application: /mutate, /healthz, /readyz, /metrics.
+
+A thin edge around `app.admission.review`: it checks the HTTP envelope the way
+controller-runtime's webhook `http.go` does (content type, empty body, size cap),
+turns every failure into a JSON error with the right status, and logs and counts
+each review. TLS is not its business; see `app.tls`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
+
+from app.admission import InvalidReview, ReviewResult, review
+from app.admission.decode import ADMISSION_V1, SUPPORTED_API_VERSIONS
+from app.admission.responses import errored
+from app.config import DEFAULT_MAX_BODY_BYTES, LabelPolicy
+from app.logs import fields
+from app.metrics import Metrics
+
+MUTATE_PATH = "/mutate"
+
+log = logging.getLogger("pod_labeler.http")
+
+# Returns None when ready, otherwise why not (shown in the /readyz body).
+Readiness = Callable[[], str | None]
+
+
+def _always_ready() -> str | None:
+    return None
+
+
+def create_app(
+    policy: LabelPolicy,
+    metrics: Metrics,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    readiness: Readiness = _always_ready,
+) -> Flask:
+    """The application factory: everything the routes use is passed in."""
+    app = Flask(__name__)
+    # Werkzeug enforces it both on Content-Length and while streaming a chunked
+    # body, raising 413 before the body is in memory.
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    for key, _ in policy.labels:
+        metrics.labels_set.labels(label=key)
+        metrics.labels_overwritten.labels(label=key)
+
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
+    @app.post(MUTATE_PATH)
+    def mutate() -> Response:
+        document = _read_json_body()
+        g.uid, g.api_version = _peek_identity(document)
+        result = review(document, policy)
+        _record(metrics, result.outcome.value)
+        for key in result.changes.set if result.changes else ():
+            metrics.labels_set.labels(label=key).inc()
+        for overwrite in result.changes.overwritten if result.changes else ():
+            metrics.labels_overwritten.labels(label=overwrite.key).inc()
+        log.info("review", extra=fields(**_review_fields(result)))
+        return _json(200, result.response)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json(200, {"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        reason = readiness()
+        if reason is None:
+            return _json(200, {"status": "ready"})
+        return _json(503, {"status": "not ready", "reason": reason})
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(InvalidReview)
+    def invalid_review(error: InvalidReview) -> Response:
+        return _error(
+            metrics, 400, f"invalid AdmissionReview: {error}", error.uid, error.api_version
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        response = _error(metrics, error.code or 500, error.description or error.name)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    # Registered for Exception, not InternalServerError, so it also runs under
+    # Flask's testing mode, which would otherwise re-raise. The analogue of
+    # controller-runtime recovering a panic: answer 500, echo the uid, log it all.
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.error(
+            "unhandled exception",
+            exc_info=error,
+            extra=fields(uid=g.get("uid", ""), path=request.path),
+        )
+        return _error(metrics, 500, InternalServerError.description)
+
+    return app
+
+
+def _read_json_body() -> Any:
+    """The request body as JSON, or the HTTPException explaining why not."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
+        )
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge as error:
+        raise RequestEntityTooLarge(
+            f"the body is larger than {request.max_content_length} bytes"
+        ) from error
+    if not body:
+        raise BadRequest("the request body is empty")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"the body is not UTF-8: {error}") from error
+    except ValueError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise BadRequest("the body's JSON is nested too deeply") from error
+
+
+def _peek_identity(document: Any) -> tuple[str, str]:
+    """uid and apiVersion read without validation, only to echo in a 500 answer."""
+    uid, api_version = "", ADMISSION_V1
+    if isinstance(document, dict):
+        if document.get("apiVersion") in SUPPORTED_API_VERSIONS:
+            api_version = document["apiVersion"]
+        request_part = document.get("request")
+        if isinstance(request_part, dict) and isinstance(request_part.get("uid"), str):
+            uid = request_part["uid"]
+    return uid, api_version
+
+
+def _review_fields(result: ReviewResult) -> dict[str, Any]:
+    request_ = result.request
+    metadata, changes = result.metadata, result.changes
+    return {
+        "uid": request_.uid,
+        "namespace": request_.namespace,
+        "name": (metadata.name if metadata else "") or request_.name,
+        "generate_name": metadata.generate_name if metadata else "",
+        "kind": request_.kind.kind,
+        "operation": request_.operation,
+        "dry_run": request_.dry_run,
+        "labels_set": list(changes.set) if changes else [],
+        "labels_overwritten": [
+            {"key": item.key, "old": item.old, "new": item.new}
+            for item in (changes.overwritten if changes else ())
+        ],
+        "labels_kept": [
+            {"key": item.key, "existing": item.old, "wanted": item.new}
+            for item in (changes.kept if changes else ())
+        ],
+        "outcome": result.outcome.value,
+        "duration_ms": round((time.perf_counter() - g.started) * 1000, 3),
+    }
+
+
+def _record(metrics: Metrics, outcome: str) -> None:
+    metrics.reviews.labels(outcome=outcome).inc()
+    metrics.review_duration.observe(time.perf_counter() - g.get("started", time.perf_counter()))
+
+
+def _error(
+    metrics: Metrics, code: int, message: str, uid: str = "", api_version: str = ""
+) -> Response:
+    """A JSON error; on /mutate it is also counted and logged as a review outcome."""
+    uid = uid or g.get("uid", "")
+    api_version = api_version or g.get("api_version", ADMISSION_V1)
+    if request.path == MUTATE_PATH:
+        outcome = "error" if code >= 500 else "invalid"
+        _record(metrics, outcome)
+        log.warning(
+            "review failed",
+            extra=fields(uid=uid, outcome=outcome, code=code, error=message),
+        )
+    return _json(code, errored(code, message, uid=uid, api_version=api_version))
+
+
+def _json(code: int, body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body), status=code, mimetype="application/json")

@@ -1,0 +1,199 @@
+"""Wiring: certificates → TLS front → waitress (unix socket) → Flask, and shutdown.
+
+`WebhookServer` owns every moving part and their order: start loads the
+certificate first (a server without one cannot be ready), then waitress, then
+the TLS port; shutdown drains the TLS front before stopping waitress, so every
+request already sent is answered. `serve` adds the signal handling for `main`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from waitress.server import create_server
+
+from app.config import ConfigError, ServerConfig
+from app.http import create_app
+from app.logs import fields
+from app.metrics import Metrics
+from app.tls import MAX_CONNECTIONS, CertificateReloader, TLSFront
+
+log = logging.getLogger("pod_labeler.serving")
+
+# How long waitress gets to finish its threads after the front has drained.
+BACKEND_STOP_TIMEOUT = 5.0
+
+
+class WebhookServer:
+    """The whole server, startable and stoppable in-process (tests, bench) or by `serve`."""
+
+    def __init__(self, config: ServerConfig, *, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.certificates = CertificateReloader(
+            config.tls_cert,
+            config.tls_key,
+            interval=config.cert_reload_interval,
+            metrics=self.metrics,
+        )
+        self._draining = False
+        self._stopped = False
+        self._socket_dir: str | None = None
+        self._backend: Any = None  # waitress's server object (untyped)
+        self._backend_thread: threading.Thread | None = None
+        self._front: TLSFront | None = None
+        self._started = False
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the TLS port is listening (the real port when 0 was asked for)."""
+        assert self._front is not None, "the server is not started"
+        return self._front.address
+
+    def start(self) -> None:
+        """Start serving; raises `ConfigError` (e.g. `CertificateError`) if it cannot."""
+        try:
+            self._start()
+        except BaseException:
+            self.shutdown()  # whatever did start: waitress, the socket directory
+            raise
+
+    def _start(self) -> None:
+        self.certificates.load()
+        # The root filesystem is read-only in the Pod; the chart mounts an emptyDir
+        # at /tmp. mkdtemp gives a directory only we can enter for the socket.
+        self._socket_dir = tempfile.mkdtemp(prefix="pod-labeler-")
+        socket_path = os.path.join(self._socket_dir, "backend.sock")
+        app = create_app(
+            self.config.policy,
+            self.metrics,
+            max_body_bytes=self.config.max_body_bytes,
+            readiness=self._readiness,
+        )
+        self._backend = create_server(
+            app,
+            unix_socket=socket_path,
+            threads=self.config.threads,
+            # One backend connection per client connection, so the front's limit rules.
+            connection_limit=MAX_CONNECTIONS + 8,
+            # Above Flask's cap, so oversize bodies get Flask's JSON 413; waitress's
+            # own plain-text 413 only stops bodies that would never be read anyway.
+            max_request_body_size=2 * self.config.max_body_bytes,
+            # Only the front connects, and it terminates TLS itself.
+            url_scheme="https",
+            # Trust no X-Forwarded-* header: no proxy is in front of us. (The default,
+            # spelt out because the TLS front might look like one.)
+            trusted_proxy=None,
+            clear_untrusted_proxy_headers=True,
+            ident="pod-labeler",
+            asyncore_use_poll=True,  # select() stops at fd 1024
+        )
+        self._backend_thread = threading.Thread(
+            target=self._backend.run, name="waitress", daemon=True
+        )
+        self._backend_thread.start()
+        self._front = TLSFront(
+            _listen(self.config.host, self.config.port),
+            socket_path,
+            lambda: self.certificates.context,
+        )
+        self._front.start()
+        self.certificates.start()
+        self._started = True
+        host, port = self.address
+        log.info(
+            "serving",
+            extra=fields(
+                host=host,
+                port=port,
+                labels=self.config.policy.as_dict(),
+                overwrite=self.config.policy.overwrite,
+                threads=self.config.threads,
+            ),
+        )
+
+    def shutdown(self) -> bool:
+        """Drain and stop. True if every connection finished within the drain timeout."""
+        if self._stopped:
+            return True
+        self._stopped = True
+        self._draining = True
+        if self._started:
+            log.info("draining", extra=fields(timeout_seconds=self.config.drain_timeout))
+        drained = self._front.drain(self.config.drain_timeout) if self._front else True
+        self.certificates.stop()
+        self._stop_backend()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if self._started:
+            log.info("stopped", extra=fields(drained=drained))
+        return drained
+
+    def __enter__(self) -> WebhookServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.shutdown()
+
+    def _readiness(self) -> str | None:
+        if self._draining:
+            return "shutting down"
+        if not self.certificates.loaded:
+            return "no certificate loaded"
+        return None
+
+    def _stop_backend(self) -> None:
+        if self._backend is None or self._backend_thread is None:
+            return
+        # waitress's loop is not thread-safe; its trigger runs the close on the loop
+        # thread. The loop ends once its map is empty, i.e. every channel is closed.
+        self._backend.trigger.pull_trigger(self._backend.close)
+        self._backend_thread.join(BACKEND_STOP_TIMEOUT)
+        self._backend.task_dispatcher.shutdown(timeout=BACKEND_STOP_TIMEOUT)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server(
+            (host, port),
+            family=family,
+            backlog=1024,
+            # "::" then also takes IPv4, as a Pod in a dual-stack cluster needs.
+            dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6(),
+        )
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
+
+
+def serve(config: ServerConfig) -> int:
+    """Run until SIGTERM or SIGINT, then drain and return 0. A second signal forces exit."""
+    # Block the signals before any thread exists, so every thread inherits the mask
+    # and the kernel can only deliver them to sigwait below. With a Python handler
+    # instead, a signal landing on a worker thread leaves the main thread asleep in
+    # its wait, and the handler never runs.
+    signals = {signal.SIGTERM, signal.SIGINT}
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    server = WebhookServer(config, registry=registry)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        server.start()
+        received = signal.sigwait(signals)
+    finally:
+        # From here a second SIGTERM terminates at once (its default action) and a
+        # second SIGINT raises KeyboardInterrupt.
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+    log.info("signal received", extra=fields(signal=signal.Signals(received).name))
+    server.shutdown()
+    return 0

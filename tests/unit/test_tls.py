@@ -1,0 +1,137 @@
+"""CertificateReloader: a changed pair is swapped in; a broken one never replaces a good one."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from app.metrics import Metrics
+from app.tls import CertificateError, CertificateReloader, certificate_not_after
+from bench.certs import CertificateAuthority, KeyPair
+from tests.unit.conftest import MountedSecret, sample
+
+
+@pytest.fixture
+def reloader(secret: MountedSecret, metrics: Metrics) -> CertificateReloader:
+    loaded = CertificateReloader(secret.cert_path, secret.key_path, metrics=metrics)
+    loaded.load()
+    return loaded
+
+
+@pytest.fixture
+def second_pair(ca: CertificateAuthority) -> KeyPair:
+    return ca.issue("second.pod-labeler.test")
+
+
+def test_the_expiry_metric_is_the_certificates_not_after(
+    reloader: CertificateReloader, metrics: Metrics, first_pair: KeyPair
+) -> None:
+    expiry = sample(metrics, "pod_labeler_certificate_expiry_timestamp_seconds")
+
+    assert expiry == first_pair.not_after.timestamp()
+
+
+def test_not_after_is_read_from_the_first_certificate_in_the_file(
+    secret: MountedSecret, first_pair: KeyPair, ca: CertificateAuthority
+) -> None:
+    secret.write(first_pair.cert_pem + ca.cert_pem, first_pair.key_pem)
+
+    assert certificate_not_after(secret.cert_path) == first_pair.not_after.timestamp()
+
+
+def test_unchanged_files_are_not_reloaded(reloader: CertificateReloader, metrics: Metrics) -> None:
+    context = reloader.context
+
+    assert reloader.check() is False
+    assert reloader.context is context
+    assert sample(metrics, "pod_labeler_certificate_reloads_total", result="success") == 0
+
+
+def test_a_kubelet_style_secret_update_swaps_in_a_new_context(
+    reloader: CertificateReloader,
+    metrics: Metrics,
+    secret: MountedSecret,
+    second_pair: KeyPair,
+) -> None:
+    old = reloader.context
+
+    secret.install(second_pair)
+
+    assert reloader.check() is True
+    assert reloader.context is not old
+    assert sample(metrics, "pod_labeler_certificate_reloads_total", result="success") == 1
+    expiry = sample(metrics, "pod_labeler_certificate_expiry_timestamp_seconds")
+    assert expiry == second_pair.not_after.timestamp()
+
+
+def test_a_mismatched_pair_keeps_the_old_context_and_logs_why(
+    reloader: CertificateReloader,
+    metrics: Metrics,
+    secret: MountedSecret,
+    first_pair: KeyPair,
+    second_pair: KeyPair,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    old = reloader.context
+
+    secret.write(second_pair.cert_pem, first_pair.key_pem)
+
+    assert reloader.check() is False
+    assert reloader.context is old
+    assert sample(metrics, "pod_labeler_certificate_reloads_total", result="failure") == 1
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "key values mismatch" in record.__dict__["fields"]["error"]
+
+
+def test_a_half_written_certificate_keeps_the_old_context(
+    reloader: CertificateReloader, secret: MountedSecret, second_pair: KeyPair
+) -> None:
+    old = reloader.context
+
+    secret.write(second_pair.cert_pem[: len(second_pair.cert_pem) // 2], second_pair.key_pem)
+
+    assert reloader.check() is False
+    assert reloader.context is old
+
+
+def test_a_pair_that_failed_is_not_retried_until_the_files_change(
+    reloader: CertificateReloader,
+    metrics: Metrics,
+    secret: MountedSecret,
+    first_pair: KeyPair,
+    second_pair: KeyPair,
+) -> None:
+    secret.write(second_pair.cert_pem, first_pair.key_pem)
+    reloader.check()
+    reloader.check()
+
+    assert sample(metrics, "pod_labeler_certificate_reloads_total", result="failure") == 1
+
+    secret.install(second_pair)
+
+    assert reloader.check() is True
+
+
+def test_missing_files_keep_the_old_context(
+    reloader: CertificateReloader, secret: MountedSecret
+) -> None:
+    old = reloader.context
+    secret.key_path.unlink()
+
+    assert reloader.check() is False
+    assert reloader.context is old
+
+
+def test_a_bad_pair_at_startup_raises_naming_both_files(
+    secret: MountedSecret, first_pair: KeyPair, second_pair: KeyPair
+) -> None:
+    secret.write(second_pair.cert_pem, first_pair.key_pem)
+    reloader = CertificateReloader(
+        secret.cert_path, secret.key_path, metrics=Metrics(CollectorRegistry())
+    )
+
+    with pytest.raises(CertificateError, match=r"tls\.crt.*tls\.key"):
+        reloader.load()
+    assert not reloader.loaded
