@@ -1,0 +1,313 @@
+"""`up` and `down`: the whole local stack, in dependency order."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from localcp import kube, network, procs
+from localcp.kubelet import EMPTY_DIRS
+from localcp.layout import (
+    APISERVER_PORT,
+    APISERVER_URL,
+    BIN,
+    BRIDGE_ADDRESS,
+    CERT_MANAGER_NAMESPACE,
+    ETCD_CLIENT_URL,
+    ETCD_PEER_URL,
+    FILES,
+    RELEASE,
+    RELEASE_NAMESPACE,
+    ROOT,
+    SERVICE_CIDR,
+    VENV_BIN,
+)
+from localcp.pki import ensure_pki, write_kubeconfig
+
+# Stopped in the reverse of this order, so that nothing loses its API server
+# (or the API server its etcd) while it is still shutting down.
+DAEMONS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "cert-manager-controller",
+    "cert-manager-cainjector",
+    "kubelet",
+)
+CHART_SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
+
+
+def _say(message: str) -> None:
+    print(f"[localcp] {message}", file=sys.stderr, flush=True)
+
+
+def _require_binaries() -> None:
+    missing = [
+        name
+        for name in (
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kubectl",
+            "helm",
+            "cert-manager-controller",
+            "cert-manager-cainjector",
+        )
+        if not (BIN / name).exists()
+    ]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)} in {BIN}: run `make install` first")
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def start_etcd() -> None:
+    if procs.running_pid("etcd"):
+        return
+    procs.start(
+        "etcd",
+        [
+            str(BIN / "etcd"),
+            "--name=localcp",
+            f"--data-dir={FILES.etcd_data}",
+            f"--listen-client-urls={ETCD_CLIENT_URL}",
+            f"--advertise-client-urls={ETCD_CLIENT_URL}",
+            f"--listen-peer-urls={ETCD_PEER_URL}",
+            f"--initial-advertise-peer-urls={ETCD_PEER_URL}",
+            f"--initial-cluster=localcp={ETCD_PEER_URL}",
+            "--unsafe-no-fsync",  # a throwaway test cluster; fsync only slows it down
+        ],
+    )
+    procs.wait_until("etcd", lambda: _http_ok(f"{ETCD_CLIENT_URL}/health"), 60, "etcd /health")
+
+
+def start_apiserver() -> None:
+    if procs.running_pid("kube-apiserver"):
+        return
+    pki = FILES.pki
+    procs.start(
+        "kube-apiserver",
+        [
+            str(BIN / "kube-apiserver"),
+            f"--etcd-servers={ETCD_CLIENT_URL}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={APISERVER_PORT}",
+            f"--advertise-address={BRIDGE_ADDRESS}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={pki / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Resolve a webhook's Service to an endpoint address instead of its
+            # ClusterIP: there is no kube-proxy here to route ClusterIPs.
+            "--enable-aggregator-routing=true",
+            "--profiling=false",
+        ],
+    )
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    procs.wait_until(
+        "kube-apiserver",
+        lambda: _http_ok(f"{APISERVER_URL}/readyz", context),
+        120,
+        "kube-apiserver /readyz",
+    )
+
+
+def start_controller_manager() -> None:
+    if procs.running_pid("kube-controller-manager"):
+        return
+    kubeconfig = str(FILES.kubeconfig)
+    procs.start(
+        "kube-controller-manager",
+        [
+            str(BIN / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={FILES.pki / 'sa.key'}",
+            f"--root-ca-file={FILES.pki / 'ca.crt'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--use-service-account-credentials=false",
+            "--profiling=false",
+        ],
+    )
+    # Namespaces get their `default` ServiceAccount from it; Pods need one.
+    procs.wait_until(
+        "kube-controller-manager",
+        lambda: kube.get_json("serviceaccount", "default", "-n", "default") is not None,
+        60,
+        "the default ServiceAccount in namespace default",
+    )
+
+
+def _render_crd(path: Path) -> str:
+    """cert-manager ships its CRDs as Helm templates: fill in the chart's name and
+    release as its chart would, and drop the remaining template-only lines."""
+    text = path.read_text()
+    text = text.replace("'{{ template \"cert-manager.name\" . }}'", "cert-manager")
+    text = text.replace("'{{ .Release.Name }}'", "cert-manager")
+    return "\n".join(line for line in text.splitlines() if "{{" not in line)
+
+
+def start_cert_manager() -> None:
+    crds = sorted((ROOT / ".cache" / "cert-manager-crds").glob("crd-*.yaml"))
+    if not crds:
+        raise SystemExit("cert-manager CRDs missing: run `make install` first")
+    kube.apply("\n---\n".join(_render_crd(p) for p in crds))
+    kube.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/certificates.cert-manager.io",
+        "crd/issuers.cert-manager.io",
+        "crd/clusterissuers.cert-manager.io",
+        "crd/certificaterequests.cert-manager.io",
+    )
+    kube.kubectl("create", "namespace", CERT_MANAGER_NAMESPACE, check=False)
+    kubeconfig = f"--kubeconfig={FILES.kubeconfig}"
+    if not procs.running_pid("cert-manager-controller"):
+        procs.start(
+            "cert-manager-controller",
+            [
+                str(BIN / "cert-manager-controller"),
+                kubeconfig,
+                "--leader-elect=false",
+                f"--cluster-resource-namespace={CERT_MANAGER_NAMESPACE}",
+                "--metrics-listen-address=127.0.0.1:9402",
+                "--v=2",
+            ],
+        )
+    if not procs.running_pid("cert-manager-cainjector"):
+        procs.start(
+            "cert-manager-cainjector",
+            [
+                str(BIN / "cert-manager-cainjector"),
+                kubeconfig,
+                "--leader-elect=false",
+                "--v=2",
+            ],
+        )
+
+
+def install_chart() -> None:
+    if kube.helm("list", "-n", RELEASE_NAMESPACE, "-q", "--filter", f"^{RELEASE}$").strip():
+        return
+    kube.helm(
+        "install",
+        RELEASE,
+        str(ROOT / "chart"),
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--create-namespace",
+    )
+
+
+def start_kubelet() -> None:
+    if procs.running_pid("kubelet"):
+        return
+    procs.start(
+        "kubelet",
+        [
+            str(VENV_BIN / "python"),
+            "-m",
+            "localcp.kubelet",
+            f"--namespace={RELEASE_NAMESPACE}",
+            f"--selector={CHART_SELECTOR}",
+        ],
+        env={"KUBECONFIG": str(FILES.kubeconfig), "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _webhook_labels_a_pod() -> bool:
+    """A server-side dry-run create in `default` comes back labelled by the webhook."""
+    manifest = (
+        '{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"localcp-probe-"},'
+        '"spec":{"containers":[{"name":"c","image":"registry.k8s.io/pause:3.10"}]}}'
+    )
+    out = kube.kubectl(
+        "create",
+        "--dry-run=server",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.metadata.labels}",
+        "-f",
+        "-",
+        stdin=manifest,
+        check=False,
+    )
+    return "environment" in out
+
+
+def up() -> None:
+    _require_binaries()
+    started = time.monotonic()
+    FILES.root.mkdir(parents=True, exist_ok=True)
+    token = ensure_pki(FILES.pki)
+    write_kubeconfig(FILES.kubeconfig, APISERVER_URL, FILES.pki / "ca.crt", token)
+    network.ensure_bridge()
+    _say("starting etcd")
+    start_etcd()
+    _say("starting kube-apiserver")
+    start_apiserver()
+    _say("starting kube-controller-manager")
+    start_controller_manager()
+    _say("starting cert-manager (controller, cainjector)")
+    start_cert_manager()
+    _say(f"helm install {RELEASE} ./chart -n {RELEASE_NAMESPACE}")
+    install_chart()
+    _say("starting the kubelet stand-in for the chart's Deployment")
+    start_kubelet()
+    procs.wait_until("kubelet", _webhook_labels_a_pod, 180, "the webhook to label a dry-run Pod")
+    _say(f"up in {time.monotonic() - started:.0f}s")
+    kubectl = BIN / "kubectl"
+    print(
+        f"""
+The local control plane is up, with cert-manager and the webhook serving.
+
+  export KUBECONFIG={FILES.kubeconfig}
+  export PATH={BIN}:$PATH
+
+Create a Pod and see its labels (there is no scheduler, so it stays Pending):
+
+  {kubectl} run demo --image=registry.k8s.io/pause:3.10 --labels=app=demo -n default
+  {kubectl} get pod demo -n default --show-labels
+
+Logs: {FILES.logs}/   Stop everything: make down
+"""
+    )
+
+
+def down() -> None:
+    for name in reversed(DAEMONS):
+        procs.stop(name)
+    network.teardown()
+    # Nothing of a stopped cluster is worth keeping; the next `up` starts clean.
+    for path in (FILES.etcd_data, FILES.pods, FILES.pids, EMPTY_DIRS):
+        shutil.rmtree(path, ignore_errors=True)
+    _say("down: nothing left running")
+
+
+def status() -> int:
+    down_count = 0
+    for name in DAEMONS:
+        pid = procs.running_pid(name)
+        print(f"{name:26} {f'running (pid {pid})' if pid else 'stopped'}")
+        down_count += pid is None
+    return 1 if down_count else 0
