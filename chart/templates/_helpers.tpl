@@ -38,8 +38,35 @@ Common labels
 helm.sh/chart: {{ include "pod-labeler.chart" . }}
 {{ include "pod-labeler.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
-app.kubernetes.io/component: webhook
+app.kubernetes.io/component: {{ include "pod-labeler.mode" . }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+The API that `mode: policy` needs, as helm's Capabilities name it (group/version/Kind).
+*/}}
+{{- define "pod-labeler.policyAPI" -}}
+admissionregistration.k8s.io/v1/MutatingAdmissionPolicy
+{{- end }}
+
+{{/*
+The mode the release runs in, `webhook` or `policy`: every template asks this helper and
+nothing else. `auto` is `policy` where the API server serves the policy API (Kubernetes 1.36
+and later; `helm install` asks the cluster, `helm template` knows only --api-versions) and
+`webhook` elsewhere. `policy` where the API is missing fails, rather than install nothing.
+*/}}
+{{- define "pod-labeler.mode" -}}
+{{- $served := .Capabilities.APIVersions.Has (include "pod-labeler.policyAPI" .) }}
+{{- if eq .Values.mode "policy" }}
+{{- if not $served }}
+{{- fail (printf "mode: policy needs the %s API (Kubernetes 1.36 or later), and this cluster does not serve it: set mode: webhook (or mode: auto, which picks the webhook here). With helm template, pass --api-versions %s if the target cluster serves it." (include "pod-labeler.policyAPI" .) (include "pod-labeler.policyAPI" .)) }}
+{{- end }}
+{{- "policy" }}
+{{- else if eq .Values.mode "auto" }}
+{{- ternary "policy" "webhook" $served }}
+{{- else }}
+{{- "webhook" }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -131,6 +158,19 @@ then extraLabels sorted by key (range over a map is sorted).
 {{- end }}
 
 {{/*
+The same labels as a CEL map literal for the MutatingAdmissionPolicy, in the same order.
+Keys and values are quoted with toJson: a JSON string is also a valid CEL string literal.
+*/}}
+{{- define "pod-labeler.podLabelsCEL" -}}
+{{- $entries := list }}
+{{- range (include "pod-labeler.podLabelPairs" . | fromYamlArray) }}
+{{- $pair := splitn "=" 2 . }}
+{{- $entries = append $entries (printf "%s: %s" (toJson $pair._0) (toJson $pair._1)) }}
+{{- end }}
+{{- printf "{%s}" (join ", " $entries) }}
+{{- end }}
+
+{{/*
 The webhook's name in the MutatingWebhookConfiguration: it must be a fully-qualified
 DNS name, and unique to this release and namespace.
 */}}
@@ -139,10 +179,11 @@ DNS name, and unique to this release and namespace.
 {{- end }}
 
 {{/*
-The webhook's namespaceSelector. The chart's expressions always stay: the release's
-own namespace and kube-system are never sent to the webhook (so it can always restart
-itself, even with failurePolicy Fail), nor is webhook.excludedNamespaces, nor a
-namespace labelled webhook.optOutLabel=true. webhook.namespaceSelector is added to them.
+The namespaceSelector of the webhook, and of the policy: both modes select the same
+namespaces. The chart's expressions always stay: the release's own namespace and
+kube-system are never sent to the webhook (so it can always restart itself, even with
+failurePolicy Fail), nor is webhook.excludedNamespaces, nor a namespace labelled
+webhook.optOutLabel=true. webhook.namespaceSelector is added to them.
 */}}
 {{- define "pod-labeler.namespaceSelector" -}}
 {{- $excluded := concat (list .Release.Namespace "kube-system") .Values.webhook.excludedNamespaces | uniq }}

@@ -3,6 +3,8 @@
 `render(...)` runs `helm template` and returns the manifests indexed by kind and name;
 `render_error(...)` runs it expecting a failure and returns helm's message. Renders are
 cached for the whole session, so tests that share a set of values share one helm run.
+`helm template` knows only the API versions it is told: pass `api_versions=POLICY_API` to
+render for a cluster that serves MutatingAdmissionPolicy (Kubernetes 1.36 and later).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "chart"
 RELEASE = "webhook"
 NAMESPACE = "pod-labeler"
+# What helm's Capabilities list on a cluster that serves the policy API.
+POLICY_API = ("admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",)
 
 
 def find_helm() -> str:
@@ -118,9 +122,12 @@ def helm_template(
         namespace: str = NAMESPACE,
         release: str = RELEASE,
         chart: Path = CHART,
+        api_versions: tuple[str, ...] = (),
     ) -> subprocess.CompletedProcess[str]:
         command = [helm, "template", release, str(chart), "--namespace", namespace]
         command += ["--kube-version", kube_version]
+        for api_version in api_versions:
+            command += ["--api-versions", api_version]
         for arg in set_args:
             command += ["--set", arg]
         if values is not None:
@@ -136,7 +143,7 @@ def helm_template(
 def render(
     helm_template: Callable[..., subprocess.CompletedProcess[str]],
 ) -> Callable[..., Manifests]:
-    """render(*"--set" args, values=dict, namespace=..., release=...) -> Manifests."""
+    """render(*"--set" args, values=dict, namespace=..., release=..., api_versions=...)."""
     cache: dict[str, Manifests] = {}
 
     def _render(*set_args: str, **options: Any) -> Manifests:
@@ -170,7 +177,7 @@ def render_notes(
     helm_template: Callable[..., subprocess.CompletedProcess[str]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., str]:
-    """render_notes(*"--set" args) -> the rendered NOTES.txt.
+    """render_notes(*"--set" args, api_versions=...) -> the rendered NOTES.txt.
 
     `helm template` never prints NOTES.txt and `helm install --dry-run` needs a cluster,
     so a copy of the chart renders the same text through `tpl` into a ConfigMap.
@@ -183,14 +190,20 @@ def render_notes(
         '  notes: |\n    {{- tpl (.Files.Get "notes.txt") . | nindent 4 }}\n'
     )
 
-    def _render_notes(*set_args: str) -> str:
-        result = helm_template(*set_args, chart=copy)
+    def _render_notes(*set_args: str, **options: Any) -> str:
+        result = helm_template(*set_args, chart=copy, **options)
         if result.returncode != 0:
             raise HelmTemplateError(f"helm template failed:\n{result.stderr}")
         notes: str = parse(result.stdout).get("ConfigMap", "notes-under-test")["data"]["notes"]
         return notes
 
     return _render_notes
+
+
+@pytest.fixture(scope="session")
+def policy_api() -> tuple[str, ...]:
+    """`api_versions=` for a cluster that serves MutatingAdmissionPolicy (1.36 and later)."""
+    return POLICY_API
 
 
 @pytest.fixture(scope="session")

@@ -17,15 +17,18 @@ NAMESPACED_KINDS = {
 }
 
 
-def test_every_object_carries_the_standard_labels(render):
-    for obj in render():
+@pytest.mark.parametrize("mode", ["webhook", "policy"])
+def test_every_object_carries_the_standard_labels_with_its_mode_as_component(
+    render, policy_api, mode
+):
+    for obj in render(f"mode={mode}", api_versions=policy_api):
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "pod-labeler", obj["kind"]
         assert labels["app.kubernetes.io/instance"] == "webhook"
         assert labels["app.kubernetes.io/version"] == "0.1.0"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["app.kubernetes.io/component"] == "webhook"
-        assert labels["helm.sh/chart"] == "pod-labeler-0.1.0"
+        assert labels["app.kubernetes.io/component"] == mode
+        assert labels["helm.sh/chart"] == "pod-labeler-0.2.0"
 
 
 def test_selectors_use_only_name_and_instance(render):
@@ -42,6 +45,12 @@ def test_objects_are_named_after_release_and_chart(render):
         assert manifests.names(kind) == {FULLNAME}, kind
     assert manifests.names("Certificate") == {f"{FULLNAME}-ca", f"{FULLNAME}-tls"}
     assert manifests.names("Issuer") == {f"{FULLNAME}-selfsigned", f"{FULLNAME}-ca"}
+
+
+def test_policy_and_binding_are_named_after_release_and_chart(render, policy_api):
+    manifests = render("mode=policy", api_versions=policy_api)
+    assert manifests.names("MutatingAdmissionPolicy") == {FULLNAME}
+    assert manifests.names("MutatingAdmissionPolicyBinding") == {FULLNAME}
 
 
 def test_fullname_override_names_every_object(render):
@@ -70,9 +79,10 @@ def test_fullname_cut_never_ends_with_a_dash(render):
     assert name == "a" * 62
 
 
+@pytest.mark.parametrize("mode", ["webhook", "policy"])
 @pytest.mark.parametrize("namespace", ["pod-labeler", "platform-system"])
-def test_namespaced_objects_are_in_the_release_namespace(render, namespace):
-    for obj in render(namespace=namespace):
+def test_namespaced_objects_are_in_the_release_namespace(render, policy_api, namespace, mode):
+    for obj in render(f"mode={mode}", namespace=namespace, api_versions=policy_api):
         if obj["kind"] in NAMESPACED_KINDS:
             assert obj["metadata"]["namespace"] == namespace, obj["kind"]
         else:
@@ -89,10 +99,11 @@ def test_every_helper_is_namespaced_with_the_chart_name(chart_dir):
     assert {f"pod-labeler.{name}" for name in expected} <= set(defined)
 
 
-def test_each_template_file_renders_only_the_kind_it_is_named_after(render, chart_dir):
-    manifests = render()
-    for key, source in manifests.sources.items():
-        assert source == f"templates/{key[0].lower()}.yaml", key
-    assert {f"templates/{p.name}" for p in (chart_dir / "templates").glob("*.yaml")} == set(
-        manifests.sources.values()
-    )
+def test_each_template_file_renders_only_the_kind_it_is_named_after(render, policy_api, chart_dir):
+    sources: set[str] = set()
+    for mode in ("webhook", "policy"):
+        manifests = render(f"mode={mode}", api_versions=policy_api)
+        for key, source in manifests.sources.items():
+            assert source == f"templates/{key[0].lower()}.yaml", key
+        sources |= set(manifests.sources.values())
+    assert {f"templates/{p.name}" for p in (chart_dir / "templates").glob("*.yaml")} == sources

@@ -97,9 +97,16 @@ def test_unknown_value_keys_fail_the_render(render_error, set_arg, where):
     assert where in render_error(set_arg)
 
 
-def test_mode_accepts_only_webhook_for_now(render, render_error):
-    assert render("mode=webhook").one("Deployment")
-    assert "at '/mode'" in render_error("mode=policy")
+@pytest.mark.parametrize("mode", ["auto", "webhook", "policy"])
+def test_mode_accepts_auto_webhook_and_policy(render, policy_api, mode):
+    assert list(render(f"mode={mode}", api_versions=policy_api))
+
+
+@pytest.mark.parametrize("mode", ["both", "Policy", "webhooks", ""])
+def test_mode_outside_auto_webhook_and_policy_fails_naming_the_field(
+    render_error, policy_api, mode
+):
+    assert "at '/mode'" in render_error(f"mode={mode}", api_versions=policy_api)
 
 
 def test_default_values_pass_the_schema_and_render(render):
