@@ -20,13 +20,13 @@ FROM python:3.11.17-slim-trixie AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements.txt constraints.txt /tmp/
 # A venv without pip: the base image's pip installs into it (--python), so the venv
 # copied to the final stage holds exactly the requirements. Wheels only: the image has
 # no compiler, and a source build would be a surprise worth failing on.
 RUN python -m venv --without-pip /opt/venv \
     && python -m pip --python /opt/venv/bin/python install \
-        --no-cache-dir --only-binary=:all: --requirement /tmp/requirements.txt \
+        --no-cache-dir --only-binary=:all: --requirement /tmp/requirements.txt --constraint /tmp/constraints.txt \
     && python -m pip --python /opt/venv/bin/python check
 
 # ---- final: the server, as 65532 -------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, at the versions pinned in versions.env:
-#   - a Python virtualenv in .venv with requirements-dev.txt;
+#   - a Python virtualenv in .venv with requirements-dev.txt, every version fixed by constraints.txt;
 #   - kube-apiserver, kube-controller-manager, kubectl, etcd, cert-manager's
 #     controller/cainjector/cmctl, helm and actionlint, built from their Go modules
 #     into .cache/bin (no release-binary downloads, no container images).
@@ -33,14 +33,14 @@ timed() {
 
 install_python() {
   local want
-  want=$(sha256sum "$root/requirements.txt" "$root/requirements-dev.txt" | sha256sum | cut -d' ' -f1)
+  want=$(sha256sum "$root/requirements.txt" "$root/requirements-dev.txt" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)
   if [[ -x "$root/.venv/bin/python" && "$(cat "$root/.venv/.requirements.sha256" 2>/dev/null)" == "$want" ]]; then
     log "python venv up to date"
     return
   fi
   log "creating .venv from requirements-dev.txt"
   python3 -m venv "$root/.venv"
-  "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements-dev.txt"
+  "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements-dev.txt" -c "$root/constraints.txt"
   echo "$want" >"$root/.venv/.requirements.sha256"
 }
 
