@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.e2e.cluster import CHART, Cluster, unique, wait_for
-from tests.e2e.conftest import Release, restore
+from tests.e2e.release import Release, restore, upgrade, wait_until_labelled
 
 MODES = ("webhook", "policy")
 EXTRA_LABELS = {"example.com/team": "payments", "tier": "backend"}
@@ -45,38 +45,18 @@ class Outcome:
     warnings: list[str]
 
 
-def _set_args(mode: str) -> list[str]:
-    sets = [f"mode={mode}"]
-    sets += [
+def _switch(cluster: Cluster, release: Release, mode: str, probe_namespace: str) -> None:
+    extra = [
         f"extraLabels.{key.replace('.', chr(92) + '.')}={value}"
         for key, value in EXTRA_LABELS.items()
     ]
-    return [arg for s in sets for arg in ("--set", s)]
-
-
-def _switch(cluster: Cluster, release: Release, mode: str, probe_namespace: str) -> None:
-    cluster.helm(
-        "upgrade",
-        release.name,
-        str(CHART),
-        "-n",
-        release.namespace,
-        "--reuse-values",
-        *_set_args(mode),
-    )
+    upgrade(cluster, release, f"mode={mode}", *extra)
     webhooks = ("mutatingwebhookconfigurations", "-l", release.selector)
     policies = ("mutatingadmissionpolicies", "-l", release.selector)
-    ours_only = (policies, webhooks) if mode == "policy" else (webhooks, policies)
-    assert cluster.get(*ours_only[0])["items"], f"{mode} mode created no {ours_only[0][0]}"
-    assert cluster.get(*ours_only[1])["items"] == [], f"{mode} mode left a {ours_only[1][0]}"
-
-    def labels_every_extra() -> bool:
-        pod, _ = cluster.try_create_pod(probe_namespace)
-        return pod is not None and all(
-            pod["metadata"].get("labels", {}).get(k) == v for k, v in OURS.items()
-        )
-
-    wait_for(labels_every_extra, 180, f"{mode} mode to label a dry-run Pod with {OURS}")
+    ours, other = (policies, webhooks) if mode == "policy" else (webhooks, policies)
+    assert cluster.get(*ours)["items"], f"{mode} mode created no {ours[0]}"
+    assert cluster.get(*other)["items"] == [], f"{mode} mode left a {other[0]}"
+    wait_until_labelled(cluster, probe_namespace, OURS)
 
 
 @pytest.fixture(scope="module")

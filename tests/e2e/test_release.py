@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.cluster import CHART, Cluster, unique, wait_for
-from tests.e2e.conftest import Release, wait_until_webhook_labels
+from tests.e2e.release import Release, scale, upgrade, wait_until_labelled
 
 WAIT = 120.0
 
@@ -19,25 +19,12 @@ def _labels(pod: dict[str, object]) -> dict[str, str]:
     return dict(metadata.get("labels") or {})
 
 
-def _upgrade(cluster: Cluster, release: Release, *sets: str) -> None:
-    args = [a for s in sets for a in ("--set", s)]
-    cluster.helm(
-        "upgrade", release.name, str(CHART), "-n", release.namespace, "--reuse-values", *args
-    )
-
-
-def _stop_webhook(cluster: Cluster, release: Release) -> None:
-    cluster.kubectl(
-        "scale", "deployment", "-n", release.namespace, "-l", release.selector, "--replicas=0"
-    )
-
-
 def test_helm_upgrade_changes_the_label_new_pods_get(
     cluster: Cluster, namespace: str, restore_release: Release
 ) -> None:
-    _upgrade(cluster, restore_release, "label.key=team", "label.value=payments")
+    upgrade(cluster, restore_release, "label.key=team", "label.value=payments")
 
-    wait_until_webhook_labels(cluster, namespace, "team", "payments")
+    wait_until_labelled(cluster, namespace, {"team": "payments"})
     created, _ = cluster.create_pod(namespace, labels={"app": "x"})
     assert _labels(created) == {"app": "x", "team": "payments"}
 
@@ -72,7 +59,7 @@ def test_a_namespace_labelled_to_opt_out_is_never_sent_to_the_webhook(
 def webhook_down_with_failure_policy_fail(
     cluster: Cluster, namespace: str, restore_release: Release
 ) -> str:
-    _stop_webhook(cluster, restore_release)
+    scale(cluster, restore_release, 0)
 
     def refused() -> str | None:
         pod, error = cluster.try_create_pod(namespace)
@@ -101,8 +88,8 @@ def test_with_the_webhook_down_pods_in_the_release_namespace_are_still_admitted(
 def test_with_the_webhook_down_and_failure_policy_ignore_pods_are_admitted_unlabelled(
     cluster: Cluster, namespace: str, restore_release: Release
 ) -> None:
-    _upgrade(cluster, restore_release, "webhook.failurePolicy=Ignore")
-    _stop_webhook(cluster, restore_release)
+    upgrade(cluster, restore_release, "webhook.failurePolicy=Ignore")
+    scale(cluster, restore_release, 0)
 
     def admitted_unlabelled() -> bool:
         pod, _ = cluster.try_create_pod(namespace)

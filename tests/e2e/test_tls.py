@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.e2e.cluster import Cluster, pod_manifest, unique, wait_for
-from tests.e2e.conftest import Release
+from tests.e2e.release import Release
 
 # The webhook server's gauge of the serving certificate's notAfter, in unix seconds.
 CERT_EXPIRY_METRIC = "pod_labeler_certificate_expiry_timestamp_seconds"

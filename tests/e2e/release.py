@@ -1,0 +1,124 @@
+"""The chart's release under test, and changing it the way an operator would: helm
+upgrade, scale, restore. Every change waits until the cluster really behaves the
+new way, not just until helm returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.cluster import CHART, Cluster, unique, wait_for
+
+RELEASE = os.environ.get("E2E_RELEASE", "webhook")
+RELEASE_NAMESPACE = os.environ.get("E2E_RELEASE_NAMESPACE", "pod-labeler")
+READY_TIMEOUT = 180.0
+# After a rollout, the API server may still reach an old replica for a moment (its
+# endpoint cache lags the EndpointSlice); this many labelled Pods in a row show
+# that every replica it can reach behaves the new way.
+IN_A_ROW = 6
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    namespace: str
+    original_values: dict[str, Any]
+
+    @property
+    def selector(self) -> str:
+        return f"app.kubernetes.io/instance={self.name}"
+
+    @property
+    def original_labels(self) -> dict[str, str]:
+        values = self.original_values
+        label = values.get("label", {})
+        key, value = label.get("key", "environment"), label.get("value", "production")
+        return {key: str(value), **{k: str(v) for k, v in values.get("extraLabels", {}).items()}}
+
+
+def find_release(cluster: Cluster) -> Release:
+    status = cluster.helm("status", RELEASE, "-n", RELEASE_NAMESPACE, "-o", "json", check=False)
+    assert status.stdout, (
+        f"release {RELEASE} not found in namespace {RELEASE_NAMESPACE}: "
+        "run `make up` (or install the chart on your cluster) first"
+    )
+    values = cluster.helm("get", "values", RELEASE, "-n", RELEASE_NAMESPACE, "-o", "json").json()
+    return Release(RELEASE, RELEASE_NAMESPACE, values or {})
+
+
+def carries(pod: dict[str, Any] | None, expected: dict[str, str]) -> bool:
+    labels = (pod or {}).get("metadata", {}).get("labels") or {}
+    return pod is not None and all(labels.get(k) == v for k, v in expected.items())
+
+
+def wait_until_labelled(cluster: Cluster, namespace: str, expected: dict[str, str]) -> None:
+    """Until IN_A_ROW dry-run Pods in `namespace` all come back carrying `expected`."""
+
+    def all_labelled() -> bool:
+        return all(carries(cluster.try_create_pod(namespace)[0], expected) for _ in range(IN_A_ROW))
+
+    wait_for(all_labelled, READY_TIMEOUT, f"{IN_A_ROW} dry-run Pods in a row labelled {expected}")
+
+
+def wait_for_rollout(cluster: Cluster, release: Release) -> None:
+    """Until the webhook Deployment (if the release has one) runs only its new Pods."""
+    names = cluster.kubectl(
+        "get", "deployment", "-n", release.namespace, "-l", release.selector, "-o", "name"
+    ).stdout.split()
+    for name in names:
+        cluster.kubectl(
+            "rollout", "status", name, "-n", release.namespace, f"--timeout={READY_TIMEOUT:.0f}s"
+        )
+
+
+def upgrade(cluster: Cluster, release: Release, *sets: str) -> None:
+    args = [arg for s in sets for arg in ("--set", s)]
+    cluster.helm(
+        "upgrade", release.name, str(CHART), "-n", release.namespace, "--reuse-values", *args
+    )
+    wait_for_rollout(cluster, release)
+
+
+def scale(cluster: Cluster, release: Release, replicas: int) -> None:
+    cluster.kubectl(
+        "scale",
+        "deployment",
+        "-n",
+        release.namespace,
+        "-l",
+        release.selector,
+        f"--replicas={replicas}",
+    )
+
+
+def restore(cluster: Cluster, release: Release) -> None:
+    """Put the release back as the session found it, installed and labelling Pods."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as values:
+        json.dump(release.original_values, values)
+    try:
+        cluster.helm(
+            "upgrade",
+            "--install",
+            release.name,
+            str(CHART),
+            "-n",
+            release.namespace,
+            "--reset-values",
+            "-f",
+            values.name,
+        )
+    finally:
+        Path(values.name).unlink()
+    scale(cluster, release, int(release.original_values.get("replicaCount", 2)))
+    wait_for_rollout(cluster, release)
+    probe = unique("e2e-restore")
+    cluster.kubectl("create", "namespace", probe)
+    try:
+        wait_for(lambda: cluster.exists("serviceaccount", "default", "-n", probe), 60, "default SA")
+        wait_until_labelled(cluster, probe, release.original_labels)
+    finally:
+        cluster.kubectl("delete", "namespace", probe, "--wait=false", check=False)
