@@ -52,8 +52,9 @@ test-e2e: $(if $(filter $(LOCAL_KUBECONFIG),$(E2E_KUBECONFIG)),up) ## End-to-end
 test: install lint test-unit test-e2e ## Install what is missing, then lint, unit and e2e tests
 
 .PHONY: bench
-bench: ## Benchmarks: server throughput and Pod-creation latency per mode
+bench: up ## Benchmarks: the server alone, then Pod-creation latency per mode on the local control plane
 	$(PY) -m bench.server
+	KUBECONFIG=$(LOCAL_KUBECONFIG) $(PY) -m bench.modes
 
 .PHONY: kind-e2e
 kind-e2e: ## Build the image, install it with cert-manager on kind, run tests/e2e (Docker)

@@ -1,0 +1,193 @@
+"""Pod-creation latency on the local control plane: no labelling, policy mode, webhook mode.
+
+    make up && python -m bench.modes [--pods 1000]
+
+Creates N Pods with a server-side dry run (the whole admission chain runs,
+nothing is stored) over one keep-alive HTTPS connection to kube-apiserver, in
+three setups of the same release, one after the other in one run:
+
+- none: a namespace labelled `pod-labeler/skip=true`, which neither mode touches;
+- policy: `helm upgrade --set mode=policy` (MutatingAdmissionPolicy, CEL in the API server);
+- webhook: `helm upgrade --set mode=webhook` (the API server calls our server over TLS).
+
+Prints p50/p90/p99 per setup side by side, then puts the release back in the mode
+it was in. Asserts nothing: these are figures for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import ssl
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".cache" / "bin"
+KUBECONFIG = Path(os.environ.get("KUBECONFIG", ROOT / ".cache" / "run" / "kubeconfig"))
+RELEASE, RELEASE_NAMESPACE = "webhook", "pod-labeler"
+WARM_UP = 30
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"generateName": "bench-", "labels": {"app": "bench"}},
+    "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]},
+}
+
+
+def run(*argv: str) -> str:
+    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+class ApiServer:
+    """One keep-alive HTTPS connection to kube-apiserver, as the kubeconfig's admin."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        config = yaml.safe_load(kubeconfig.read_text())
+        cluster = config["clusters"][0]["cluster"]
+        self.token = config["users"][0]["user"]["token"]
+        host_port = cluster["server"].removeprefix("https://")
+        host, port = host_port.rsplit(":", 1)
+        context = ssl.create_default_context(
+            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+        )
+        self.connection = http.client.HTTPSConnection(host, int(port), context=context)
+
+    def create_pod_dry_run(self, namespace: str) -> dict[str, Any]:
+        self.connection.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/pods?dryRun=All",
+            body=json.dumps(POD),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        response = self.connection.getresponse()
+        body = json.loads(response.read())
+        if response.status != 201:
+            raise SystemExit(f"create failed ({response.status}): {body.get('message')}")
+        return dict(body)
+
+
+@dataclass(frozen=True)
+class Figures:
+    setup: str
+    latencies_ms: list[float]
+
+    def quantile(self, q: float) -> float:
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
+
+
+def measure(api: ApiServer, namespace: str, pods: int, setup: str) -> Figures:
+    for _ in range(WARM_UP):
+        api.create_pod_dry_run(namespace)
+    latencies = []
+    for _ in range(pods):
+        started = time.perf_counter()
+        api.create_pod_dry_run(namespace)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return Figures(setup, latencies)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def switch_mode(api: ApiServer, mode: str, namespace: str) -> None:
+    run(
+        str(BIN / "helm"),
+        "upgrade",
+        RELEASE,
+        str(ROOT / "chart"),
+        "-n",
+        RELEASE_NAMESPACE,
+        "--reuse-values",
+        "--set",
+        f"mode={mode}",
+        "--wait",
+        "--timeout=3m",
+    )
+    other = "mutatingwebhookconfigurations" if mode == "policy" else "mutatingadmissionpolicies"
+
+    def only_this_mode_labels() -> bool:
+        left = run(
+            str(BIN / "kubectl"),
+            "get",
+            other,
+            "-l",
+            f"app.kubernetes.io/instance={RELEASE}",
+            "-o",
+            "name",
+        )
+        labelled = "environment" in api.create_pod_dry_run(namespace)["metadata"]["labels"]
+        return labelled and not left.strip()
+
+    wait_for(only_this_mode_labels, f"{mode} mode to label Pods")
+
+
+def current_mode() -> str:
+    values = json.loads(
+        run(str(BIN / "helm"), "get", "values", RELEASE, "-n", RELEASE_NAMESPACE, "-o", "json")
+    )
+    return str((values or {}).get("mode", "webhook"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Pod-creation latency per labelling mode.")
+    parser.add_argument("--pods", type=int, default=1000, help="dry-run creates per setup")
+    args = parser.parse_args()
+
+    api = ApiServer(KUBECONFIG)
+    kubectl = str(BIN / "kubectl")
+    namespaces = {name: f"bench-{name}-{uuid.uuid4().hex[:5]}" for name in ("none", "labelled")}
+    for namespace in namespaces.values():
+        run(kubectl, "create", "namespace", namespace)
+    run(kubectl, "label", "namespace", namespaces["none"], "pod-labeler/skip=true")
+    for namespace in namespaces.values():
+        wait_for(
+            lambda ns=namespace: bool(run(kubectl, "get", "sa", "-n", ns, "-o", "name").strip()),
+            "default SA",
+        )
+
+    original = current_mode()
+    results = []
+    try:
+        results.append(measure(api, namespaces["none"], args.pods, "none"))
+        for mode in ("policy", "webhook"):
+            switch_mode(api, mode, namespaces["labelled"])
+            results.append(measure(api, namespaces["labelled"], args.pods, mode))
+    finally:
+        if original != "webhook":
+            switch_mode(api, original, namespaces["labelled"])
+        for namespace in namespaces.values():
+            run(kubectl, "delete", "namespace", namespace, "--wait=false")
+
+    print(f"Pod create (server-side dry run), {args.pods} per setup, one keep-alive connection")
+    print(f"{'setup':<10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    for figures in results:
+        print(
+            f"{figures.setup:<10}{figures.quantile(50):>10.2f}{figures.quantile(90):>10.2f}"
+            f"{figures.quantile(99):>10.2f}{statistics.fmean(figures.latencies_ms):>10.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
