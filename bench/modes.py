@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,11 @@ def switch_mode(api: ApiServer, mode: str, namespace: str) -> None:
     wait_for(only_this_mode_labels, f"{mode} mode to label Pods")
 
 
+def has_default_service_account(namespace: str) -> bool:
+    found = run(str(BIN / "kubectl"), "get", "sa", "default", "-n", namespace, "--ignore-not-found")
+    return bool(found.strip())
+
+
 def current_mode() -> str:
     values = json.loads(
         run(str(BIN / "helm"), "get", "values", RELEASE, "-n", RELEASE_NAMESPACE, "-o", "json")
@@ -162,10 +168,7 @@ def main() -> None:
         run(kubectl, "create", "namespace", namespace)
     run(kubectl, "label", "namespace", namespaces["none"], "pod-labeler/skip=true")
     for namespace in namespaces.values():
-        wait_for(
-            lambda ns=namespace: bool(run(kubectl, "get", "sa", "-n", ns, "-o", "name").strip()),
-            "default SA",
-        )
+        wait_for(partial(has_default_service_account, namespace), f"the default SA in {namespace}")
 
     original = current_mode()
     results = []

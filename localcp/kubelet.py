@@ -441,7 +441,7 @@ class Kubelet:
         url = f"https://{running.address}:{running.container.readiness_port}{running.container.readiness_path}"
         try:
             with urllib.request.urlopen(url, context=context, timeout=2) as response:
-                return 200 <= response.status < 400
+                return bool(200 <= response.status < 400)
         except OSError:
             return False
 
