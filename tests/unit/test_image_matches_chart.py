@@ -9,18 +9,16 @@ Kubernetes versions.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.tooling import ROOT, find_helm, pinned
+
 DOCKERFILE = ROOT / "Dockerfile"
 CHART = ROOT / "chart"
 KIND_CONFIG = ROOT / "ci" / "kind-config.yaml"
@@ -30,15 +28,6 @@ OCI_LABELS = ("title", "description", "source", "licenses", "version")
 
 
 # ---- versions.env -----------------------------------------------------------------------
-
-
-def pinned(name: str) -> str:
-    """A NAME=value line of versions.env."""
-    for line in VERSIONS.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == name:
-            return value.strip()
-    pytest.fail(f"{name} is missing from {VERSIONS.name}")
 
 
 def minor_of(version: str) -> str:
@@ -134,17 +123,6 @@ def image_user(final_stage: Stage) -> tuple[str, str | None]:
 
 
 # ---- the chart, rendered ----------------------------------------------------------------
-
-
-def find_helm() -> str:
-    """The helm that `make install` builds, else one on PATH; never a skip."""
-    built = ROOT / ".cache" / "bin" / "helm"
-    if built.is_file() and os.access(built, os.X_OK):
-        return str(built)
-    found = shutil.which("helm")
-    if found is None:
-        pytest.fail(f"helm is neither in {built.parent} nor on PATH: run `make install`")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -22,36 +21,13 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.unit.tooling import ROOT, find_helm, pinned
+
 CHART = ROOT / "chart"
 RELEASE = "webhook"
 NAMESPACE = "pod-labeler"
 # What helm's Capabilities list on a cluster that serves the policy API.
 POLICY_API = ("admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",)
-
-
-def find_helm() -> str:
-    """The pinned helm that `make install` builds, else one on PATH."""
-    pinned = ROOT / ".cache" / "bin" / "helm"
-    if pinned.is_file() and os.access(pinned, os.X_OK):
-        return str(pinned)
-    found = shutil.which("helm")
-    if found is None:
-        pytest.fail(f"helm not found in {pinned.parent} or on PATH: run `make install`")
-    return found
-
-
-def kubernetes_version() -> str:
-    """The cluster version the project pins; helm checks the chart's kubeVersion against it.
-
-    A helm built with `go install` reports Kubernetes v1.20 unless told otherwise, which
-    the chart's `kubeVersion: >=1.23.0-0` rejects.
-    """
-    for line in (ROOT / "versions.env").read_text().splitlines():
-        name, _, value = line.partition("=")
-        if name.strip() == "KUBERNETES_VERSION":
-            return value.strip()
-    pytest.fail("KUBERNETES_VERSION is missing from versions.env")
 
 
 @dataclass(frozen=True)
@@ -112,7 +88,7 @@ def helm_template(
     helm_binary: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[..., subprocess.CompletedProcess[str]]:
     helm = helm_binary
-    kube_version = kubernetes_version()
+    kube_version = pinned("KUBERNETES_VERSION")
     values_dir = tmp_path_factory.mktemp("values")
     counter = itertools.count()
 
