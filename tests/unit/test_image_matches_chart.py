@@ -22,7 +22,6 @@ from tests.unit.tooling import ROOT, find_helm, pinned
 DOCKERFILE = ROOT / "Dockerfile"
 CHART = ROOT / "chart"
 KIND_CONFIG = ROOT / "ci" / "kind-config.yaml"
-VERSIONS = ROOT / "versions.env"
 
 OCI_LABELS = ("title", "description", "source", "licenses", "version")
 
