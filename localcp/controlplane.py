@@ -255,6 +255,15 @@ def _webhook_labels_a_pod() -> bool:
     return "environment" in out
 
 
+def _webhook_log_tails(lines: int = 15) -> str:
+    """The webhook Pods' own logs, which say why a server would not start."""
+    tails = []
+    for path in sorted(FILES.logs.glob("webhook-*.log")):
+        text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        tails.append(f"--- {path.name} ---\n{text}")
+    return "\n".join(tails) or "(no webhook logs)"
+
+
 def up() -> None:
     _require_binaries()
     started = time.monotonic()
@@ -274,7 +283,10 @@ def up() -> None:
     install_chart()
     _say("starting the kubelet stand-in for the chart's Deployment")
     start_kubelet()
-    procs.wait_until("kubelet", _webhook_labels_a_pod, 180, "the webhook to label a dry-run Pod")
+    try:
+        procs.wait_until("kubelet", _webhook_labels_a_pod, 180, "the webhook to label a Pod")
+    except procs.StartupError as error:
+        raise procs.StartupError(f"{error}\n{_webhook_log_tails()}") from None
     _say(f"up in {time.monotonic() - started:.0f}s")
     kubectl = BIN / "kubectl"
     print(

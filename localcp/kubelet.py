@@ -126,13 +126,17 @@ def volume_directory(uid: str, volume: Volume) -> Path:
     return pod_directory(uid) / volume.name
 
 
-def _rewrite(value: str, mounts: dict[str, Path]) -> str:
-    """Point a container path (or a `--flag=path`) at the volume's local directory."""
-    for mount_path, local in mounts.items():
-        prefix = mount_path.rstrip("/")
-        if value == prefix or value.startswith(prefix + "/"):
-            return str(local) + value[len(prefix) :]
-        value = value.replace(f"={prefix}/", f"={local}/")
+def rewrite_path(value: str, mounts: dict[str, Path]) -> str:
+    """Point a container path, or the path of a `--flag=path`, at its volume's local
+    directory: the longest mount path that contains it wins, and it is applied once."""
+    flag, path = "", value
+    if value.startswith("-") and "=" in value:
+        name, _, path = value.partition("=")
+        flag = name + "="
+    for mount_path in sorted(mounts, key=len, reverse=True):
+        base = mount_path.rstrip("/")
+        if path == base or path.startswith(base + "/"):
+            return flag + str(mounts[mount_path]) + path[len(base) :]
     return value
 
 
@@ -371,12 +375,12 @@ class Kubelet:
     def start(self, uid: str, name: str, slot: int, container: Container) -> RunningPod:
         netns = network.ensure_pod_network(slot)
         mounts = {v.mount_path: volume_directory(uid, v) for v in container.volumes}
-        command = [_rewrite(arg, mounts) for arg in container.command]
+        command = [rewrite_path(arg, mounts) for arg in container.command]
         env = {
             "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
             "PYTHONPATH": str(ROOT),
             "HOME": "/nonexistent",
-            **{key: _rewrite(value, mounts) for key, value in container.env.items()},
+            **{key: rewrite_path(value, mounts) for key, value in container.env.items()},
         }
         if "/tmp" in mounts:  # the container's /tmp emptyDir, not the host's
             env["TMPDIR"] = str(mounts["/tmp"])
