@@ -127,8 +127,13 @@ class ServerConfig:
     cert_reload_interval: float = 10.0
     threads: int = 8
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    # Below the default terminationGracePeriodSeconds (30 s), so draining finishes
-    # before the kubelet escalates to SIGKILL.
+    # After SIGTERM, keep accepting for this long while /readyz says 503: the API
+    # server's endpoint cache lags the EndpointSlice that drops a terminating Pod, so
+    # it may still open connections to us for a moment (kube-apiserver's own
+    # --shutdown-delay-duration solves the same problem).
+    shutdown_delay: float = 5.0
+    # With shutdown_delay, below the default terminationGracePeriodSeconds (30 s), so
+    # draining finishes before the kubelet escalates to SIGKILL.
     drain_timeout: float = 20.0
 
     def __post_init__(self) -> None:
@@ -142,6 +147,8 @@ class ServerConfig:
             raise ConfigError("max body bytes must be at least 1")
         if self.drain_timeout < 0:
             raise ConfigError("drain timeout must not be negative")
+        if self.shutdown_delay < 0:
+            raise ConfigError("shutdown delay must not be negative")
 
     def check_files(self) -> None:
         """Fail early, naming the file, instead of on the first TLS handshake."""

@@ -148,6 +148,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         f"(env WEBHOOK_MAX_BODY_BYTES; default {DEFAULT_MAX_BODY_BYTES}, 3 MiB)",
     )
     serve.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=env.get("WEBHOOK_SHUTDOWN_DELAY", float, DEFAULTS.shutdown_delay),
+        metavar="SECONDS",
+        help="on SIGTERM, keep accepting new connections this long, with /readyz failing, "
+        "before draining, so the API server stops picking this Pod first "
+        f"(env WEBHOOK_SHUTDOWN_DELAY; default {DEFAULTS.shutdown_delay:g})",
+    )
+    serve.add_argument(
         "--drain-timeout",
         type=float,
         default=env.get("WEBHOOK_DRAIN_TIMEOUT", float, DEFAULTS.drain_timeout),
@@ -200,6 +209,7 @@ def _server_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             cert_reload_interval=args.cert_reload_interval,
             threads=args.threads,
             max_body_bytes=args.max_body_bytes,
+            shutdown_delay=args.shutdown_delay,
             drain_timeout=args.drain_timeout,
         )
         config.check_files()

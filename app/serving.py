@@ -15,6 +15,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -121,6 +122,10 @@ class WebhookServer:
             ),
         )
 
+    def stop_being_ready(self) -> None:
+        """Fail /readyz from now on, and keep serving: the first step of shutting down."""
+        self._draining = True
+
     def shutdown(self) -> bool:
         """Drain and stop. True if every connection finished within the drain timeout."""
         if self._stopped:
@@ -177,7 +182,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def serve(config: ServerConfig) -> int:
-    """Run until SIGTERM or SIGINT, then drain and return 0. A second signal forces exit."""
+    """Run until SIGTERM or SIGINT; then fail /readyz for the shutdown delay while still
+    serving, drain, and return 0. A second signal forces exit."""
     # Block the signals before any thread exists, so every thread inherits the mask
     # and the kernel can only deliver them to sigwait below. With a Python handler
     # instead, a signal landing on a worker thread leaves the main thread asleep in
@@ -194,6 +200,11 @@ def serve(config: ServerConfig) -> int:
         # From here a second SIGTERM terminates at once (its default action) and a
         # second SIGINT raises KeyboardInterrupt.
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
-    log.info("signal received", extra=fields(signal=signal.Signals(received).name))
+    log.info(
+        "signal received",
+        extra=fields(signal=signal.Signals(received).name, delay_seconds=config.shutdown_delay),
+    )
+    server.stop_being_ready()
+    time.sleep(config.shutdown_delay)
     server.shutdown()
     return 0

@@ -181,6 +181,8 @@ class RunningPod:
     restarts: int = 0
     started: float = field(default_factory=time.monotonic)
     reported: str = ""
+    # Set when the Pod is being deleted: the monotonic time its grace period ends.
+    stop_by: float | None = None
 
     @property
     def address(self) -> str:
@@ -407,10 +409,20 @@ class Kubelet:
         return RunningPod(uid, name, slot, container, process)
 
     def terminate(self, pod: dict[str, Any]) -> None:
-        """A deleted Pod: stop its container within the grace period, then remove it."""
+        """A deleted Pod: SIGTERM its container once, and remove the Pod when the
+        container has exited or its grace period is over. Never waits here, so the
+        loop keeps starting and probing the other Pods meanwhile, as kubelet does."""
         uid = pod["metadata"]["uid"]
-        grace = int(pod["metadata"].get("deletionGracePeriodSeconds") or 0)
-        self.stop(uid, grace)
+        running = self.pods.get(uid)
+        if running is not None:
+            if running.stop_by is None:
+                grace = int(pod["metadata"].get("deletionGracePeriodSeconds") or 0)
+                running.stop_by = time.monotonic() + grace
+                running.process.terminate()
+                log.info("pod %s terminating (grace %ds)", running.name, grace)
+            if running.process.poll() is None and time.monotonic() < running.stop_by:
+                return
+            self.stop(uid, grace=0)
         kube.kubectl(
             "delete",
             "pod",

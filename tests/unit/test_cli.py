@@ -24,6 +24,7 @@ SERVE_FLAGS = {
     "--cert-reload-interval": "WEBHOOK_CERT_RELOAD_INTERVAL",
     "--threads": "WEBHOOK_THREADS",
     "--max-body-bytes": "WEBHOOK_MAX_BODY_BYTES",
+    "--shutdown-delay": "WEBHOOK_SHUTDOWN_DELAY",
     "--drain-timeout": "WEBHOOK_DRAIN_TIMEOUT",
 }
 
@@ -85,6 +86,7 @@ def test_flags_give_the_server_configuration(tls_args: list[str], secret: Mounte
             "--cert-reload-interval=2.5",
             "--threads=3",
             "--max-body-bytes=1024",
+            "--shutdown-delay=1.5",
             "--drain-timeout=7",
         ],
         {},
@@ -98,6 +100,7 @@ def test_flags_give_the_server_configuration(tls_args: list[str], secret: Mounte
         cert_reload_interval=2.5,
         threads=3,
         max_body_bytes=1024,
+        shutdown_delay=1.5,
         drain_timeout=7,
         policy=config.policy,
     )
@@ -118,9 +121,12 @@ def test_environment_variables_give_the_server_configuration(secret: MountedSecr
             "WEBHOOK_CERT_RELOAD_INTERVAL": "30",
             "WEBHOOK_THREADS": "16",
             "WEBHOOK_MAX_BODY_BYTES": "2048",
+            "WEBHOOK_SHUTDOWN_DELAY": "0",
             "WEBHOOK_DRAIN_TIMEOUT": "3",
         },
     )
+
+    assert config.shutdown_delay == 0
 
     assert (config.host, config.port, config.threads) == ("::", 10443, 16)
     assert (config.cert_reload_interval, config.max_body_bytes, config.drain_timeout) == (

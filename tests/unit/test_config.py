@@ -116,6 +116,7 @@ def test_the_environment_label_list_is_comma_separated() -> None:
         ("threads", 0, "threads"),
         ("max_body_bytes", 0, "max body bytes"),
         ("drain_timeout", -1, "drain timeout"),
+        ("shutdown_delay", -1, "shutdown delay"),
     ],
 )
 def test_server_settings_out_of_range_are_rejected(field: str, value: float, message: str) -> None:

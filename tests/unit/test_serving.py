@@ -362,9 +362,42 @@ class ServerProcess:
 
 @pytest.fixture
 def server_process(secret: MountedSecret) -> Iterator[ServerProcess]:
-    process = ServerProcess(secret)
+    process = ServerProcess(secret, "--shutdown-delay=0")
     yield process
     process.stop()
+
+
+@pytest.fixture
+def delayed_server_process(secret: MountedSecret) -> Iterator[ServerProcess]:
+    process = ServerProcess(secret, "--shutdown-delay=3")
+    yield process
+    process.stop()
+
+
+def get_status(address: tuple[str, int], context: ssl.SSLContext, path: str) -> int:
+    sock = tls_socket(address, context)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: webhook\r\n\r\n".encode())
+    status, _ = read_response(sock)
+    sock.close()
+    return status
+
+
+def test_during_the_shutdown_delay_new_connections_are_served_and_readyz_fails(
+    delayed_server_process: ServerProcess, client_context: ssl.SSLContext
+) -> None:
+    address = delayed_server_process.address
+
+    delayed_server_process.process.send_signal(signal.SIGTERM)
+    delayed_server_process.wait_for_log("signal received")
+    readyz = get_status(address, client_context, "/readyz")
+    sock = tls_socket(address, client_context)
+    sock.sendall(request_bytes(build_review()))
+    review_status, _ = read_response(sock)
+    sock.close()
+
+    assert readyz == 503
+    assert review_status == 200
+    assert delayed_server_process.process.wait(timeout=15) == 0
 
 
 def test_sigterm_finishes_the_in_flight_request_and_exits_0(
