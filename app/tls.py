@@ -291,8 +291,14 @@ class TLSFront:
             log.error("accept failed", extra=fields(error=str(error)))
             time.sleep(0.1)
             return
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = _Connection(self, client, address, self._context())
+        try:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = _Connection(self, client, address, self._context())
+        except OSError as error:  # ssl.SSLError included
+            # The peer may already be gone; one bad connection must not end the accept loop.
+            log.info("connection setup failed", extra=fields(error=str(error)))
+            client.close()
+            return
         with self._lock:
             self._connections.add(connection)
         thread = threading.Thread(target=connection.run, name=f"tls-{connection.peer}", daemon=True)
@@ -353,8 +359,15 @@ class _Connection:
     def run(self) -> None:
         try:
             self._handshake()
-            self._backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._backend.connect(self._front.backend_path)
+            backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                backend.connect(self._front.backend_path)
+            except OSError:
+                backend.close()
+                raise
+            # Published only once connected: drain() half-closes whatever it finds here.
+            with self._lock:
+                self._backend = backend
             self._client.setblocking(False)
             self._backend.setblocking(False)
             self._relay()
