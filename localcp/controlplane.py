@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import ssl
 import sys
@@ -205,16 +206,35 @@ def start_cert_manager() -> None:
         )
 
 
+def _source_checksum() -> str:
+    """A digest of the server's code: the local "Pods" run it from this checkout."""
+    digest = hashlib.sha256()
+    for path in [*sorted((ROOT / "app").rglob("*.py")), ROOT / "constraints.txt"]:
+        digest.update(path.relative_to(ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def install_chart() -> None:
-    if kube.helm("list", "-n", RELEASE_NAMESPACE, "-q", "--filter", f"^{RELEASE}$").strip():
-        return
+    """Install, or upgrade to this checkout's chart and code, keeping the release's values.
+
+    The checksum annotation changes the Pod template when app/ changes, so the
+    Deployment rolls and the kubelet stand-in starts the new code, as a new image
+    would on a real cluster.
+    """
     kube.helm(
-        "install",
+        "upgrade",
+        "--install",
         RELEASE,
         str(ROOT / "chart"),
         "--namespace",
         RELEASE_NAMESPACE,
         "--create-namespace",
+        "--reuse-values",
+        "--set-string",
+        f"podAnnotations.localcp/source-checksum={_source_checksum()}",
+        "--wait",
+        "--timeout=3m",
     )
 
 
@@ -279,10 +299,13 @@ def up() -> None:
     start_controller_manager()
     _say("starting cert-manager (controller, cainjector)")
     start_cert_manager()
-    _say(f"helm install {RELEASE} ./chart -n {RELEASE_NAMESPACE}")
-    install_chart()
-    _say("starting the kubelet stand-in for the chart's Deployment")
+    _say("starting the kubelet stand-in for the chart's Pods")
     start_kubelet()
+    _say(f"helm upgrade --install {RELEASE} ./chart -n {RELEASE_NAMESPACE} --wait")
+    try:
+        install_chart()
+    except kube.CommandError as error:
+        raise procs.StartupError(f"{error}\n{_webhook_log_tails()}") from None
     try:
         procs.wait_until("kubelet", _webhook_labels_a_pod, 180, "the webhook to label a Pod")
     except procs.StartupError as error:
@@ -310,8 +333,9 @@ def down() -> None:
     for name in reversed(DAEMONS):
         procs.stop(name)
     network.teardown()
-    # Nothing of a stopped cluster is worth keeping; the next `up` starts clean.
-    for path in (FILES.etcd_data, FILES.pods, FILES.pids, EMPTY_DIRS):
+    # Nothing of a stopped cluster is worth keeping, its 30-day certificates least of
+    # all; the next `up` starts clean.
+    for path in (FILES.etcd_data, FILES.pods, FILES.pids, FILES.pki, EMPTY_DIRS):
         shutil.rmtree(path, ignore_errors=True)
     _say("down: nothing left running")
 

@@ -76,7 +76,7 @@ class Container:
     volumes: list[Volume]
     readiness_path: str
     readiness_port: int
-    grace_seconds: int
+    probe_period: float
 
 
 def _port_number(port: int | str, ports: dict[str, int]) -> int:
@@ -102,7 +102,8 @@ def read_container(pod: dict[str, Any]) -> Container:
         p.get("name", str(p["containerPort"])): p["containerPort"]
         for p in container.get("ports", [])
     }
-    probe = container.get("readinessProbe", {}).get("httpGet", {})
+    readiness = container.get("readinessProbe", {})
+    probe = readiness.get("httpGet", {})
     return Container(
         name=container["name"],
         command=[*container.get("command", []), *container.get("args", [])],
@@ -110,7 +111,7 @@ def read_container(pod: dict[str, Any]) -> Container:
         volumes=volumes,
         readiness_path=probe.get("path", "/readyz"),
         readiness_port=_port_number(probe.get("port", next(iter(ports.values()))), ports),
-        grace_seconds=int(spec.get("terminationGracePeriodSeconds", 30)),
+        probe_period=float(readiness.get("periodSeconds", 10)),
     )
 
 
@@ -181,6 +182,7 @@ class RunningPod:
     restarts: int = 0
     started: float = field(default_factory=time.monotonic)
     reported: str = ""
+    next_probe: float = 0.0
     # Set when the Pod is being deleted: the monotonic time its grace period ends.
     stop_by: float | None = None
 
@@ -191,6 +193,30 @@ class RunningPod:
     @property
     def directory(self) -> Path:
         return pod_directory(self.uid)
+
+
+# kubelet does not verify the serving certificate of an HTTPS probe. One context
+# for every probe: building one loads the system's CA store.
+PROBE_CONTEXT = ssl.create_default_context()
+PROBE_CONTEXT.check_hostname = False
+PROBE_CONTEXT.verify_mode = ssl.CERT_NONE
+
+
+def probe(running: RunningPod) -> bool:
+    container = running.container
+    url = f"https://{running.address}:{container.readiness_port}{container.readiness_path}"
+    try:
+        with urllib.request.urlopen(url, context=PROBE_CONTEXT, timeout=2) as response:
+            return bool(200 <= response.status < 400)
+    except OSError:
+        return False
+
+
+def _matches(obj: dict[str, Any], selector: str) -> bool:
+    """An equality-based label selector (`k=v,k2=v2`), the only kind this loop is given."""
+    labels = obj["metadata"].get("labels") or {}
+    wanted = dict(term.split("=", 1) for term in selector.split(",") if term)
+    return all(labels.get(key) == value for key, value in wanted.items())
 
 
 class Kubelet:
@@ -222,8 +248,19 @@ class Kubelet:
         self.stopping = True
 
     def sync(self) -> None:
-        listed = kube.get_json("pods", "-n", self.namespace, "-l", self.selector)
-        pods = {p["metadata"]["uid"]: p for p in (listed or {"items": []})["items"]}
+        # One call a second for everything: the Pods, and the Secrets they mount
+        # (cert-manager's carry none of the chart's labels, so no selector here).
+        listed = kube.get_json("pods,secrets", "-n", self.namespace) or {"items": []}
+        pods = {
+            p["metadata"]["uid"]: p
+            for p in listed["items"]
+            if p["kind"] == "Pod" and _matches(p, self.selector)
+        }
+        secrets = {
+            s["metadata"]["name"]: s.get("data") or {}
+            for s in listed["items"]
+            if s["kind"] == "Secret"
+        }
         for uid in list(self.pods):
             if uid not in pods:
                 self.stop(uid, grace=0)
@@ -235,7 +272,7 @@ class Kubelet:
             elif pod["metadata"].get("deletionTimestamp"):
                 self.terminate(pod)
             else:
-                self.sync_pod(pod)
+                self.sync_pod(pod, secrets)
 
     # --- node -----------------------------------------------------------------------
 
@@ -330,7 +367,7 @@ class Kubelet:
         used = {p.slot for p in self.pods.values()}
         return next((s for s in range(MAX_PODS) if s not in used), None)
 
-    def sync_pod(self, pod: dict[str, Any]) -> None:
+    def sync_pod(self, pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> None:
         uid = pod["metadata"]["uid"]
         running = self.pods.get(uid)
         if running is None:
@@ -339,11 +376,11 @@ class Kubelet:
                 log.warning("no free slot for pod %s", pod["metadata"]["name"])
                 return
             container = read_container(pod)
-            if not self.mount_volumes(uid, container):
+            if not self.mount_volumes(uid, container, secrets):
                 return
             self.pods[uid] = running = self.start(uid, pod["metadata"]["name"], slot, container)
         else:
-            self.mount_volumes(uid, running.container)
+            self.mount_volumes(uid, running.container, secrets)
             if running.process.poll() is not None:
                 running.ready = False
                 if time.monotonic() - running.started > RESTART_BACKOFF_SECONDS:
@@ -355,22 +392,27 @@ class Kubelet:
                     restarted = self.start(uid, running.name, running.slot, running.container)
                     restarted.restarts = running.restarts + 1
                     self.pods[uid] = running = restarted
-            else:
-                running.ready = self.probe(running)
+            elif not running.ready or time.monotonic() >= running.next_probe:
+                # Until first ready, every loop (a startup probe would do as much);
+                # then at the probe's period.
+                running.next_probe = time.monotonic() + running.container.probe_period
+                running.ready = probe(running)
         self.report_status(pod, running)
 
-    def mount_volumes(self, uid: str, container: Container) -> bool:
+    def mount_volumes(
+        self, uid: str, container: Container, secrets: dict[str, dict[str, str]]
+    ) -> bool:
         """Project every volume; False while a Secret does not exist yet (kubelet waits too)."""
         for volume in container.volumes:
             target = volume_directory(uid, volume)
             if volume.secret is None:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
-            secret = kube.get_json("secret", volume.secret, "-n", self.namespace)
-            if secret is None:
+            data = secrets.get(volume.secret)
+            if data is None:
                 log.info("waiting for Secret %s", volume.secret)
                 return False
-            if write_secret_volume(target, secret.get("data", {}), volume.mode):
+            if write_secret_volume(target, data, volume.mode):
                 log.info("pod %s: Secret %s projected", uid[:8], volume.secret)
         return True
 
@@ -448,18 +490,6 @@ class Kubelet:
         shutil.rmtree(running.directory, ignore_errors=True)
         shutil.rmtree(EMPTY_DIRS / uid[:8], ignore_errors=True)
         log.info("pod %s stopped (exit %s)", running.name, running.process.returncode)
-
-    def probe(self, running: RunningPod) -> bool:
-        # kubelet does not verify the serving certificate of an HTTPS probe.
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        url = f"https://{running.address}:{running.container.readiness_port}{running.container.readiness_path}"
-        try:
-            with urllib.request.urlopen(url, context=context, timeout=2) as response:
-                return bool(200 <= response.status < 400)
-        except OSError:
-            return False
 
     def report_status(self, pod: dict[str, Any], running: RunningPod) -> None:
         alive = running.process.poll() is None

@@ -31,16 +31,16 @@ def running_pid(name: str) -> int | None:
         pid = int(pid_file(name).read_text())
     except (FileNotFoundError, ValueError):
         return None
+    # A zombie child of this process: reap it.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        # The third field of /proc/PID/stat is the state; a zombie (Z) still answers
+        # kill(0) but has exited, whoever is late reaping it.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
         return None
-    # A zombie child of this process still answers kill(0); reap it if so.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        done = 0
-    return None if done == pid else pid
+    return None if state == "Z" else pid
 
 
 def start(
@@ -101,7 +101,8 @@ def stop(name: str, grace: float = 10.0) -> None:
             time.sleep(0.1)
         if running_pid(name) is not None:
             _signal_group(pid, signal.SIGKILL)
-            while running_pid(name) is not None:
+            deadline = time.monotonic() + grace
+            while running_pid(name) is not None and time.monotonic() < deadline:
                 time.sleep(0.05)
     pid_file(name).unlink(missing_ok=True)
 
