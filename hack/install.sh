@@ -138,9 +138,9 @@ GO
 }
 
 go_install() {
-  local name=$1 pkg=$2 v=$3 ldflags=${4:-}
+  local name=$1 pkg=$2 v=$3
   have "$name" "$v" && { log "$name $v already built"; return; }
-  GOBIN="$bin" go install -trimpath -ldflags "$ldflags" "$pkg@$v"
+  GOBIN="$bin" go install -trimpath "$pkg@$v"
   stamp "$name" "$v"
 }
 
@@ -148,16 +148,19 @@ go_install() {
 # without a cluster (`helm template`, `helm lint`), taken from its client-go;
 # without these, helm reports no version and assumes Kubernetes v1.20.
 build_helm() {
-  have helm "$HELM_VERSION" && { log "helm $HELM_VERSION already built"; return; }
   local gomod client_go minor
   gomod=$(cd "$build" && GOFLAGS=-mod=mod go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$gomod")
   minor=$(echo "$client_go" | cut -d. -f2)  # client-go v0.N.x is Kubernetes 1.N
+  # The stamp names the Kubernetes version too, so a helm built without it is rebuilt.
+  local want="$HELM_VERSION k8s-1.$minor"
+  have helm "$want" && { log "helm $HELM_VERSION already built"; return; }
   local ldflags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
     ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
   done
-  go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$ldflags"
+  GOBIN="$bin" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  stamp helm "$want"
 }
 
 install_go() {
