@@ -49,10 +49,14 @@ POD = {
 
 def run(*argv: str) -> str:
     env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()}")
     return done.stdout
+
+
+class CreateRefusedError(RuntimeError):
+    """The API server answered a Pod create with something other than 201."""
 
 
 class ApiServer:
@@ -67,7 +71,7 @@ class ApiServer:
         context = ssl.create_default_context(
             cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
         )
-        self.connection = http.client.HTTPSConnection(host, int(port), context=context)
+        self.connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
 
     def create_pod_dry_run(self, namespace: str) -> dict[str, Any]:
         self.connection.request(
@@ -79,7 +83,7 @@ class ApiServer:
         response = self.connection.getresponse()
         body = json.loads(response.read())
         if response.status != 201:
-            raise SystemExit(f"create failed ({response.status}): {body.get('message')}")
+            raise CreateRefusedError(f"create refused ({response.status}): {body.get('message')}")
         return dict(body)
 
 
@@ -138,8 +142,11 @@ def switch_mode(api: ApiServer, mode: str, namespace: str) -> None:
             "-o",
             "name",
         )
-        labelled = "environment" in api.create_pod_dry_run(namespace)["metadata"]["labels"]
-        return labelled and not left.strip()
+        try:
+            pod = api.create_pod_dry_run(namespace)
+        except CreateRefusedError:
+            return False  # e.g. a webhook whose caBundle cainjector has not filled yet
+        return "environment" in pod["metadata"]["labels"] and not left.strip()
 
     wait_for(only_this_mode_labels, f"{mode} mode to label Pods")
 
