@@ -9,12 +9,14 @@ where it prints the warnings an admission webhook returns.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,6 +96,22 @@ class Cluster:
         result = self.kubectl("get", *args, "--ignore-not-found", "-o", "name", check=False)
         return bool(result.stdout.strip())
 
+    @contextlib.contextmanager
+    def fresh_namespace(self, prefix: str = "e2e") -> Iterator[str]:
+        """A new namespace, ready for Pods (its default ServiceAccount exists), deleted
+        afterwards without waiting."""
+        name = unique(prefix)
+        self.kubectl("create", "namespace", name)
+        try:
+            wait_for(
+                lambda: self.exists("serviceaccount", "default", "-n", name),
+                60,
+                f"the default ServiceAccount in {name}",
+            )
+            yield name
+        finally:
+            self.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
     # --- Pods ---------------------------------------------------------------------
 
     def create_pod(
@@ -124,6 +142,41 @@ class Cluster:
     def secret_data(self, namespace: str, name: str, key: str) -> bytes:
         secret = self.get("secret", name, "-n", namespace)
         return base64.b64decode(secret["data"][key])
+
+
+class ContinuousPodCreation:
+    """Creates Pods (server-side dry run) back to back from a thread while a test
+    changes the cluster, and keeps every refusal and every Pod whose labels are not
+    among `accepted` ({key: the values that count as labelled})."""
+
+    def __init__(self, cluster: Cluster, namespace: str, accepted: dict[str, set[str]]) -> None:
+        self.cluster, self.namespace, self.accepted = cluster, namespace, accepted
+        self.created = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pod, error = self.cluster.try_create_pod(self.namespace)
+            except Exception as unexpected:  # e.g. kubectl timing out: a failure, not a dead thread
+                self.failures.append(repr(unexpected))
+                continue
+            labels = (pod or {}).get("metadata", {}).get("labels") or {}
+            if pod is None:
+                self.failures.append(error)
+            elif any(labels.get(key) not in values for key, values in self.accepted.items()):
+                self.failures.append(f"not labelled as expected: {labels}")
+            self.created += 1
+
+    def __enter__(self) -> ContinuousPodCreation:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
 
 
 def pod_manifest(labels: dict[str, str] | None = None, name: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pytest_helm_charts.clusters import Cluster as HelmChartsCluster
 
-from tests.e2e.cluster import ROOT, Cluster, unique, wait_for
+from tests.e2e.cluster import ROOT, Cluster
 from tests.e2e.release import RELEASE, RELEASE_NAMESPACE, Release, find_release, restore
 
 
@@ -41,18 +41,11 @@ def release(cluster: Cluster) -> Release:
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace, deleted afterwards; on failure, the events and webhook logs."""
-    name = unique("e2e")
-    cluster.kubectl("create", "namespace", name)
-    wait_for(
-        lambda: cluster.exists("serviceaccount", "default", "-n", name),
-        60,
-        f"the default ServiceAccount in {name}",
-    )
-    yield name
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        _print_diagnostics(cluster, name)
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with cluster.fresh_namespace() as name:
+        yield name
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            _print_diagnostics(cluster, name)
 
 
 @pytest.fixture

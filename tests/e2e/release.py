@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.cluster import CHART, Cluster, unique, wait_for
+from tests.e2e.cluster import CHART, Cluster, wait_for
 
 RELEASE = os.environ.get("E2E_RELEASE", "webhook")
 RELEASE_NAMESPACE = os.environ.get("E2E_RELEASE_NAMESPACE", "pod-labeler")
@@ -115,10 +115,5 @@ def restore(cluster: Cluster, release: Release) -> None:
         Path(values.name).unlink()
     scale(cluster, release, int(release.original_values.get("replicaCount", 2)))
     wait_for_rollout(cluster, release)
-    probe = unique("e2e-restore")
-    cluster.kubectl("create", "namespace", probe)
-    try:
-        wait_for(lambda: cluster.exists("serviceaccount", "default", "-n", probe), 60, "default SA")
+    with cluster.fresh_namespace("e2e-restore") as probe:
         wait_until_labelled(cluster, probe, release.original_labels)
-    finally:
-        cluster.kubectl("delete", "namespace", probe, "--wait=false", check=False)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.cluster import CHART, Cluster, unique, wait_for
+from tests.e2e.cluster import CHART, Cluster
 from tests.e2e.release import Release, restore, upgrade, wait_until_labelled
 
 MODES = ("webhook", "policy")
@@ -62,22 +62,21 @@ def _switch(cluster: Cluster, release: Release, mode: str, probe_namespace: str)
 @pytest.fixture(scope="module")
 def outcomes(cluster: Cluster, release: Release) -> Iterator[dict[str, dict[str, Outcome]]]:
     """Every case of the table, created in each mode: {mode: {case name: outcome}}."""
-    namespace = unique("e2e-modes")
-    cluster.kubectl("create", "namespace", namespace)
-    results: dict[str, dict[str, Outcome]] = {}
-    try:
-        wait_for(lambda: cluster.exists("serviceaccount", "default", "-n", namespace), 60, "SA")
-        for mode in MODES:
-            _switch(cluster, release, mode, namespace)
-            results[mode] = {}
-            for case in CASES:
-                pod, stderr = cluster.create_pod(namespace, labels=case.labels)
-                warnings = [line for line in stderr.splitlines() if line.startswith("Warning:")]
-                results[mode][case.name] = Outcome(pod["metadata"].get("labels", {}), warnings)
-        yield results
-    finally:
-        restore(cluster, release)
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    with cluster.fresh_namespace("e2e-modes") as namespace:
+        try:
+            yield {mode: _run_table(cluster, release, mode, namespace) for mode in MODES}
+        finally:
+            restore(cluster, release)
+
+
+def _run_table(cluster: Cluster, release: Release, mode: str, namespace: str) -> dict[str, Outcome]:
+    _switch(cluster, release, mode, namespace)
+    results = {}
+    for case in CASES:
+        pod, stderr = cluster.create_pod(namespace, labels=case.labels)
+        warnings = [line for line in stderr.splitlines() if line.startswith("Warning:")]
+        results[case.name] = Outcome(pod["metadata"].get("labels", {}), warnings)
+    return results
 
 
 @pytest.mark.parametrize("mode", MODES)

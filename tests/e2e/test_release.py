@@ -5,9 +5,11 @@ a reinstalled release."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from tests.e2e.cluster import CHART, Cluster, unique, wait_for
+from tests.e2e.cluster import CHART, Cluster, ContinuousPodCreation, unique, wait_for
 from tests.e2e.release import Release, scale, upgrade, wait_until_labelled
 
 WAIT = 120.0
@@ -27,6 +29,20 @@ def test_helm_upgrade_changes_the_label_new_pods_get(
     wait_until_labelled(cluster, namespace, {"team": "payments"})
     created, _ = cluster.create_pod(namespace, labels={"app": "x"})
     assert _labels(created) == {"app": "x", "team": "payments"}
+
+
+def test_a_rolling_upgrade_of_the_webhook_refuses_no_pod_creation(
+    cluster: Cluster, namespace: str, restore_release: Release
+) -> None:
+    with ContinuousPodCreation(
+        cluster, namespace, {"environment": {"production", "rolled"}}
+    ) as creation:
+        time.sleep(2)  # creations under way before the rollout starts
+        upgrade(cluster, restore_release, "label.value=rolled")
+        wait_until_labelled(cluster, namespace, {"environment": "rolled"})
+
+    assert creation.created > 10, "too few Pods were created during the rollout to show anything"
+    assert creation.failures == []
 
 
 def test_pods_in_kube_system_are_never_sent_to_the_webhook(cluster: Cluster) -> None:

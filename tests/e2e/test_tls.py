@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,10 +14,9 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.e2e.cluster import Cluster, pod_manifest, unique, wait_for
+from bench.certs import CertificateAuthority
+from tests.e2e.cluster import Cluster, ContinuousPodCreation, unique, wait_for
 from tests.e2e.release import Release
 
 # The webhook server's gauge of the serving certificate's notAfter, in unix seconds.
@@ -86,26 +84,6 @@ def test_the_serving_certificate_names_the_service_the_api_server_dials(
     )
 
 
-def _unrelated_ca_pem() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "unrelated-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    from cryptography.hazmat.primitives import serialization
-
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture
 def webhook_trusting_another_ca(
     cluster: Cluster, namespace: str, webhook_tls: WebhookTLS
@@ -123,7 +101,7 @@ def webhook_trusting_another_ca(
         "objectSelector": {},
         "clientConfig": {
             "service": webhook_tls.service,
-            "caBundle": base64.b64encode(_unrelated_ca_pem()).decode(),
+            "caBundle": base64.b64encode(CertificateAuthority("unrelated-ca").cert_pem).decode(),
         },
     }
     configuration = {
@@ -194,44 +172,6 @@ def _served_expiry(cluster: Cluster, service: dict[str, Any]) -> float | None:
     return None
 
 
-class ContinuousPodCreation:
-    """Creates Pods (server-side dry run) back to back from a thread, keeping every failure."""
-
-    def __init__(self, cluster: Cluster, namespace: str) -> None:
-        self.cluster, self.namespace = cluster, namespace
-        self.created = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        manifest = json.dumps(pod_manifest())
-        while not self._stop.is_set():
-            result = self.cluster.kubectl(
-                "create",
-                "--dry-run=server",
-                "-n",
-                self.namespace,
-                "-o",
-                "jsonpath={.metadata.labels.environment}",
-                "-f",
-                "-",
-                stdin=manifest,
-                check=False,
-            )
-            if result.stdout != "production":
-                self.failures.append(result.stderr or f"unlabelled: {result.stdout!r}")
-            self.created += 1
-
-    def __enter__(self) -> ContinuousPodCreation:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-
 def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_creation(
     cluster: Cluster, release: Release, namespace: str, webhook_tls: WebhookTLS
 ) -> None:
@@ -240,15 +180,16 @@ def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_
         before.not_valid_after_utc.timestamp()
     ), "the webhook should serve the issued certificate before rotation"
 
-    with ContinuousPodCreation(cluster, namespace) as creation:
+    with ContinuousPodCreation(cluster, namespace, {"environment": {"production"}}) as creation:
         time.sleep(2)  # creations under way before the renewal starts
         _request_renewal(cluster, webhook_tls.certificate)
+
+        def renewed() -> x509.Certificate | None:
+            current = _serving_certificate(cluster, release, webhook_tls)
+            return current if current.serial_number != before.serial_number else None
+
         after = wait_for(
-            lambda: (
-                (c := _serving_certificate(cluster, release, webhook_tls)).serial_number
-                != before.serial_number
-                and c
-            ),
+            renewed,
             120,
             "cert-manager to write a renewed certificate into the Secret",
         )
