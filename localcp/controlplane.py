@@ -73,8 +73,6 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
 
 
 def start_etcd() -> None:
-    if procs.running_pid("etcd"):
-        return
     procs.start(
         "etcd",
         [
@@ -93,8 +91,6 @@ def start_etcd() -> None:
 
 
 def start_apiserver() -> None:
-    if procs.running_pid("kube-apiserver"):
-        return
     pki = FILES.pki
     procs.start(
         "kube-apiserver",
@@ -129,8 +125,6 @@ def start_apiserver() -> None:
 
 
 def start_controller_manager() -> None:
-    if procs.running_pid("kube-controller-manager"):
-        return
     kubeconfig = str(FILES.kubeconfig)
     procs.start(
         "kube-controller-manager",
@@ -182,28 +176,26 @@ def start_cert_manager() -> None:
     )
     kube.kubectl("create", "namespace", CERT_MANAGER_NAMESPACE, check=False)
     kubeconfig = f"--kubeconfig={FILES.kubeconfig}"
-    if not procs.running_pid("cert-manager-controller"):
-        procs.start(
-            "cert-manager-controller",
-            [
-                str(BIN / "cert-manager-controller"),
-                kubeconfig,
-                "--leader-elect=false",
-                f"--cluster-resource-namespace={CERT_MANAGER_NAMESPACE}",
-                "--metrics-listen-address=127.0.0.1:9402",
-                "--v=2",
-            ],
-        )
-    if not procs.running_pid("cert-manager-cainjector"):
-        procs.start(
-            "cert-manager-cainjector",
-            [
-                str(BIN / "cert-manager-cainjector"),
-                kubeconfig,
-                "--leader-elect=false",
-                "--v=2",
-            ],
-        )
+    procs.start(
+        "cert-manager-controller",
+        [
+            str(BIN / "cert-manager-controller"),
+            kubeconfig,
+            "--leader-elect=false",
+            f"--cluster-resource-namespace={CERT_MANAGER_NAMESPACE}",
+            "--metrics-listen-address=127.0.0.1:9402",
+            "--v=2",
+        ],
+    )
+    procs.start(
+        "cert-manager-cainjector",
+        [
+            str(BIN / "cert-manager-cainjector"),
+            kubeconfig,
+            "--leader-elect=false",
+            "--v=2",
+        ],
+    )
 
 
 def _source_checksum() -> str:
@@ -239,8 +231,6 @@ def install_chart() -> None:
 
 
 def start_kubelet() -> None:
-    if procs.running_pid("kubelet"):
-        return
     procs.start(
         "kubelet",
         [

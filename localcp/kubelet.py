@@ -141,13 +141,13 @@ def rewrite_path(value: str, mounts: dict[str, Path]) -> str:
     return value
 
 
-def write_secret_volume(target: Path, data: dict[str, str], mode: int) -> bool:
+def write_secret_volume(target: Path, files: dict[str, bytes], mode: int) -> bool:
     """Project a Secret the way kubelet's AtomicWriter does; returns True if it changed.
 
     Files live in a timestamped directory; `..data` points at it and each key is a
     symlink through `..data`, so a reader never sees a half-updated set of files.
     """
-    decoded = {key: base64.b64decode(value) for key, value in sorted(data.items())}
+    decoded = dict(sorted(files.items()))
     digest = hashlib.sha256(repr(sorted(decoded.items())).encode()).hexdigest()[:16]
     payload = f"..{digest}"
     data_link = target / "..data"
@@ -412,7 +412,8 @@ class Kubelet:
             if data is None:
                 log.info("waiting for Secret %s", volume.secret)
                 return False
-            if write_secret_volume(target, data, volume.mode):
+            files = {key: base64.b64decode(value) for key, value in data.items()}
+            if write_secret_volume(target, files, volume.mode):
                 log.info("pod %s: Secret %s projected", uid[:8], volume.secret)
         return True
 

@@ -48,7 +48,11 @@ def start(
     argv: Sequence[str],
     env: Mapping[str, str] | None = None,
 ) -> int:
-    """Start a daemon in its own session, so it outlives `make up` and a terminal's ^C."""
+    """Start a daemon in its own session, so it outlives `make up` and a terminal's ^C;
+    one already running is left as it is (so `make up` can be run again)."""
+    running = running_pid(name)
+    if running is not None:
+        return running
     FILES.pids.mkdir(parents=True, exist_ok=True)
     FILES.logs.mkdir(parents=True, exist_ok=True)
     with log_file(name).open("ab") as log:

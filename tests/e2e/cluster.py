@@ -170,6 +170,11 @@ class ContinuousPodCreation:
                 self.failures.append(f"not labelled as expected: {labels}")
             self.created += 1
 
+    def wait_for_more(self, count: int = 3) -> None:
+        """Until `count` more Pods have been created from now."""
+        target = self.created + count
+        wait_for(lambda: self.created >= target, 60, f"{count} more Pod creations")
+
     def __enter__(self) -> ContinuousPodCreation:
         self._thread.start()
         return self

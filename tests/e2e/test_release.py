@@ -5,8 +5,6 @@ a reinstalled release."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.e2e.cluster import CHART, Cluster, ContinuousPodCreation, unique, wait_for
@@ -37,7 +35,7 @@ def test_a_rolling_upgrade_of_the_webhook_refuses_no_pod_creation(
     with ContinuousPodCreation(
         cluster, namespace, {"environment": {"production", "rolled"}}
     ) as creation:
-        time.sleep(2)  # creations under way before the rollout starts
+        creation.wait_for_more()  # under way before the rollout starts
         upgrade(cluster, restore_release, "label.value=rolled")
         wait_until_labelled(cluster, namespace, {"environment": "rolled"})
 

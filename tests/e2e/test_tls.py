@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -181,7 +180,7 @@ def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_
     ), "the webhook should serve the issued certificate before rotation"
 
     with ContinuousPodCreation(cluster, namespace, {"environment": {"production"}}) as creation:
-        time.sleep(2)  # creations under way before the renewal starts
+        creation.wait_for_more()  # under way before the renewal starts
         _request_renewal(cluster, webhook_tls.certificate)
 
         def renewed() -> x509.Certificate | None:
@@ -202,7 +201,7 @@ def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_
             120,
             "every webhook replica to serve the renewed certificate",
         )
-        time.sleep(2)  # and keep creating for a moment on the new certificate
+        creation.wait_for_more()  # and some more on the new certificate
 
     assert after.serial_number != before.serial_number
     assert creation.created > 10, "too few Pods were created during rotation to show anything"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from app.http import create_app
 from app.metrics import Metrics
 from app.serving import WebhookServer
 from bench.certs import CertificateAuthority, KeyPair
+from localcp.kubelet import write_secret_volume
 
 # No per-example deadline: a loaded CI machine must not turn into a failing test.
 settings.register_profile("unit", deadline=None)
@@ -133,35 +133,18 @@ def ca_file(ca: CertificateAuthority, tmp_path_factory: pytest.TempPathFactory) 
 
 
 class MountedSecret:
-    """A directory laid out like kubelet mounts a Secret, and updated the same way.
-
-    `tls.crt -> ..data/tls.crt`, `..data -> ..<timestamp>`; an update writes a new
-    timestamped directory and renames a new `..data` symlink over the old one, so
-    both files change in one atomic step.
-    """
+    """A directory laid out like kubelet mounts a Secret, and updated the same way, by
+    the local control plane's kubelet stand-in (`localcp.kubelet`): `tls.crt ->
+    ..data/tls.crt`, `..data -> ..<digest>`, and an update renames a new `..data`
+    over the old one, so both files change in one atomic step."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.cert_path = root / "tls.crt"
         self.key_path = root / "tls.key"
-        self._generation = 0
 
     def write(self, cert_pem: bytes, key_pem: bytes) -> None:
-        self._generation += 1
-        version = f"..2026_01_01_00_00_{self._generation:02d}.{os.getpid()}"
-        (self.root / version).mkdir()
-        (self.root / version / "tls.crt").write_bytes(cert_pem)
-        (self.root / version / "tls.key").write_bytes(key_pem)
-        old = (self.root / "..data").resolve() if (self.root / "..data").exists() else None
-        (self.root / "..data_tmp").symlink_to(version)
-        os.replace(self.root / "..data_tmp", self.root / "..data")
-        for name in ("tls.crt", "tls.key"):
-            if not (self.root / name).is_symlink():
-                (self.root / name).symlink_to(f"..data/{name}")
-        if old is not None:
-            for file in old.iterdir():
-                file.unlink()
-            old.rmdir()
+        write_secret_volume(self.root, {"tls.crt": cert_pem, "tls.key": key_pem}, 0o600)
 
     def install(self, pair: KeyPair) -> None:
         self.write(pair.cert_pem, pair.key_pem)
@@ -170,6 +153,12 @@ class MountedSecret:
 @pytest.fixture
 def first_pair(ca: CertificateAuthority) -> KeyPair:
     return ca.issue("first.pod-labeler.test")
+
+
+@pytest.fixture
+def second_pair(ca: CertificateAuthority) -> KeyPair:
+    """What a renewal brings: another pair from the same CA."""
+    return ca.issue("second.pod-labeler.test")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from app.serving import WebhookServer
-from bench.certs import CertificateAuthority, KeyPair
+from bench.certs import KeyPair
 from tests.unit.conftest import (
     MountedSecret,
     build_review,
@@ -35,11 +35,6 @@ from tests.unit.conftest import (
 
 ROOT = Path(__file__).resolve().parents[2]
 Connect = Callable[[], http.client.HTTPSConnection]
-
-
-@pytest.fixture
-def second_pair(ca: CertificateAuthority) -> KeyPair:
-    return ca.issue("second.pod-labeler.test")
 
 
 OpenTLS = Callable[[], ssl.SSLSocket]

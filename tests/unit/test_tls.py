@@ -20,11 +20,6 @@ def reloader(secret: MountedSecret, metrics: Metrics) -> CertificateReloader:
     return loaded
 
 
-@pytest.fixture
-def second_pair(ca: CertificateAuthority) -> KeyPair:
-    return ca.issue("second.pod-labeler.test")
-
-
 def test_the_expiry_metric_is_the_certificates_not_after(
     reloader: CertificateReloader, metrics: Metrics, first_pair: KeyPair
 ) -> None:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import os
 from pathlib import Path
 
 from localcp.kubelet import rewrite_path, write_secret_volume
 
 MOUNTS = {"/tls": Path("/work/pods/ab/tls"), "/tmp": Path("/run/localcp/ab/tmp")}
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def test_a_flag_naming_a_file_in_a_volume_points_at_the_local_volume() -> None:
@@ -38,7 +33,7 @@ def test_a_path_that_only_shares_a_prefix_with_a_mount_is_left_alone() -> None:
 
 
 def test_a_secret_is_projected_as_symlinks_through_a_data_link(tmp_path: Path) -> None:
-    write_secret_volume(tmp_path, {"tls.crt": _b64("cert-1")}, 0o644)
+    write_secret_volume(tmp_path, {"tls.crt": b"cert-1"}, 0o644)
 
     assert (tmp_path / "tls.crt").read_text() == "cert-1"
     assert os.readlink(tmp_path / "tls.crt") == "..data/tls.crt"
@@ -46,10 +41,10 @@ def test_a_secret_is_projected_as_symlinks_through_a_data_link(tmp_path: Path) -
 
 
 def test_a_changed_secret_swaps_the_data_link_and_removes_the_old_payload(tmp_path: Path) -> None:
-    write_secret_volume(tmp_path, {"tls.crt": _b64("cert-1")}, 0o644)
+    write_secret_volume(tmp_path, {"tls.crt": b"cert-1"}, 0o644)
     old_payload = os.readlink(tmp_path / "..data")
 
-    changed = write_secret_volume(tmp_path, {"tls.crt": _b64("cert-2")}, 0o644)
+    changed = write_secret_volume(tmp_path, {"tls.crt": b"cert-2"}, 0o644)
 
     assert changed
     assert (tmp_path / "tls.crt").read_text() == "cert-2"
@@ -57,6 +52,6 @@ def test_a_changed_secret_swaps_the_data_link_and_removes_the_old_payload(tmp_pa
 
 
 def test_an_unchanged_secret_is_not_written_again(tmp_path: Path) -> None:
-    write_secret_volume(tmp_path, {"tls.crt": _b64("cert-1")}, 0o644)
+    write_secret_volume(tmp_path, {"tls.crt": b"cert-1"}, 0o644)
 
-    assert not write_secret_volume(tmp_path, {"tls.crt": _b64("cert-1")}, 0o644)
+    assert not write_secret_volume(tmp_path, {"tls.crt": b"cert-1"}, 0o644)
