@@ -98,7 +98,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         parents=[labels],
         help="serve the webhook over HTTPS",
         description="Serve POST /mutate, GET /healthz, /readyz and /metrics over HTTPS. "
-        "SIGTERM or SIGINT drains in-flight requests and exits 0.",
+        "On SIGTERM or SIGINT, /readyz fails for --shutdown-delay while requests are still "
+        "served; then in-flight requests drain and it exits 0.",
     )
     serve.add_argument(
         "--tls-cert",
