@@ -24,20 +24,44 @@ IN_A_ROW = 6
 
 @dataclass(frozen=True)
 class Release:
+    """The release as the session found it: the values it was installed with (to put
+    it back) and the values in effect, defaults included (to know what it does), so
+    the suite runs against an install with any label."""
+
     name: str
     namespace: str
     original_values: dict[str, Any]
+    computed_values: dict[str, Any]
 
     @property
     def selector(self) -> str:
         return f"app.kubernetes.io/instance={self.name}"
 
     @property
+    def label_key(self) -> str:
+        return str(self.computed_values["label"]["key"])
+
+    @property
+    def label_value(self) -> str:
+        return str(self.computed_values["label"]["value"])
+
+    @property
+    def other_value(self) -> str:
+        """A valid label value that is not the release's."""
+        return "staging" if self.label_value != "staging" else "testing"
+
+    @property
     def original_labels(self) -> dict[str, str]:
-        values = self.original_values
-        label = values.get("label", {})
-        key, value = label.get("key", "environment"), label.get("value", "production")
-        return {key: str(value), **{k: str(v) for k, v in values.get("extraLabels", {}).items()}}
+        extra = self.computed_values.get("extraLabels") or {}
+        return {self.label_key: self.label_value, **{k: str(v) for k, v in extra.items()}}
+
+    @property
+    def opt_out_label(self) -> str:
+        return str(self.computed_values["webhook"]["optOutLabel"])
+
+    @property
+    def replicas(self) -> int:
+        return int(self.computed_values["replicaCount"])
 
 
 def find_release(cluster: Cluster) -> Release:
@@ -46,8 +70,12 @@ def find_release(cluster: Cluster) -> Release:
         f"release {RELEASE} not found in namespace {RELEASE_NAMESPACE}: "
         "run `make up` (or install the chart on your cluster) first"
     )
-    values = cluster.helm("get", "values", RELEASE, "-n", RELEASE_NAMESPACE, "-o", "json").json()
-    return Release(RELEASE, RELEASE_NAMESPACE, values or {})
+
+    def values(*all_: str) -> dict[str, Any]:
+        got = cluster.helm("get", "values", RELEASE, "-n", RELEASE_NAMESPACE, *all_, "-o", "json")
+        return dict(got.json() or {})
+
+    return Release(RELEASE, RELEASE_NAMESPACE, values(), values("--all"))
 
 
 def carries(pod: dict[str, Any] | None, expected: dict[str, str]) -> bool:
@@ -113,7 +141,7 @@ def restore(cluster: Cluster, release: Release) -> None:
         )
     finally:
         Path(values.name).unlink()
-    scale(cluster, release, int(release.original_values.get("replicaCount", 2)))
+    scale(cluster, release, release.replicas)
     wait_for_rollout(cluster, release)
     with cluster.fresh_namespace("e2e-restore") as probe:
         wait_until_labelled(cluster, probe, release.original_labels)

@@ -13,8 +13,10 @@ from tests.e2e.cluster import CHART, Cluster
 from tests.e2e.release import Release, restore, upgrade, wait_until_labelled
 
 MODES = ("webhook", "policy")
+# The table sets its own labels, whatever the release was installed with.
+LABEL = {"environment": "production"}
 EXTRA_LABELS = {"example.com/team": "payments", "tier": "backend"}
-OURS = {"environment": "production", **EXTRA_LABELS}
+OURS = {**LABEL, **EXTRA_LABELS}
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ def _switch(cluster: Cluster, release: Release, mode: str, probe_namespace: str)
         f"extraLabels.{key.replace('.', chr(92) + '.')}={value}"
         for key, value in EXTRA_LABELS.items()
     ]
+    extra += [f"label.key={key}" for key in LABEL] + [f"label.value={v}" for v in LABEL.values()]
     upgrade(cluster, release, f"mode={mode}", *extra)
     webhooks = ("mutatingwebhookconfigurations", "-l", release.selector)
     policies = ("mutatingadmissionpolicies", "-l", release.selector)

@@ -22,22 +22,25 @@ def _labels(pod: dict[str, object]) -> dict[str, str]:
 def test_helm_upgrade_changes_the_label_new_pods_get(
     cluster: Cluster, namespace: str, restore_release: Release
 ) -> None:
-    upgrade(cluster, restore_release, "label.key=team", "label.value=payments")
+    before = restore_release
+    key, value = ("team", "payments") if before.label_key != "team" else ("squad", "billing")
+    upgrade(cluster, before, f"label.key={key}", f"label.value={value}")
 
-    wait_until_labelled(cluster, namespace, {"team": "payments"})
+    wait_until_labelled(cluster, namespace, {key: value})
     created, _ = cluster.create_pod(namespace, labels={"app": "x"})
-    assert _labels(created) == {"app": "x", "team": "payments"}
+    extra = {k: v for k, v in before.original_labels.items() if k != before.label_key}
+    assert _labels(created) == {"app": "x", key: value, **extra}
 
 
 def test_a_rolling_upgrade_of_the_webhook_refuses_no_pod_creation(
     cluster: Cluster, namespace: str, restore_release: Release
 ) -> None:
     with ContinuousPodCreation(
-        cluster, namespace, {"environment": {"production", "rolled"}}
+        cluster, namespace, {restore_release.label_key: {restore_release.label_value, "rolled"}}
     ) as creation:
         creation.wait_for_more()  # under way before the rollout starts
         upgrade(cluster, restore_release, "label.value=rolled")
-        wait_until_labelled(cluster, namespace, {"environment": "rolled"})
+        wait_until_labelled(cluster, namespace, {restore_release.label_key: "rolled"})
 
     assert creation.created > 10, "too few Pods were created during the rollout to show anything"
     assert creation.failures == []
@@ -58,9 +61,9 @@ def test_pods_in_the_release_namespace_are_never_sent_to_the_webhook(
 
 
 def test_a_namespace_labelled_to_opt_out_is_never_sent_to_the_webhook(
-    cluster: Cluster, namespace: str
+    cluster: Cluster, namespace: str, release: Release
 ) -> None:
-    cluster.kubectl("label", "namespace", namespace, "pod-labeler/skip=true")
+    cluster.kubectl("label", "namespace", namespace, f"{release.opt_out_label}=true")
 
     def unlabelled() -> bool:
         pod, _ = cluster.create_pod(namespace, labels={"app": "x"}, dry_run=True)
@@ -107,7 +110,7 @@ def test_with_the_webhook_down_and_failure_policy_ignore_pods_are_admitted_unlab
 
     def admitted_unlabelled() -> bool:
         pod, _ = cluster.try_create_pod(namespace)
-        return pod is not None and "environment" not in _labels(pod)
+        return pod is not None and restore_release.label_key not in _labels(pod)
 
     wait_for(admitted_unlabelled, WAIT, "an unlabelled Pod to be admitted with the webhook down")
 

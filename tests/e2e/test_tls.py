@@ -179,7 +179,8 @@ def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_
         before.not_valid_after_utc.timestamp()
     ), "the webhook should serve the issued certificate before rotation"
 
-    with ContinuousPodCreation(cluster, namespace, {"environment": {"production"}}) as creation:
+    accepted = {release.label_key: {release.label_value}}
+    with ContinuousPodCreation(cluster, namespace, accepted) as creation:
         creation.wait_for_more()  # under way before the renewal starts
         _request_renewal(cluster, webhook_tls.certificate)
 
