@@ -8,7 +8,7 @@ without knowing where it came from.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,10 +98,6 @@ class LabelPolicy:
             if key in seen:
                 raise ConfigError(f"label {key!r} is given more than once")
             seen.add(key)
-
-    @classmethod
-    def from_mapping(cls, labels: Mapping[str, str], *, overwrite: bool = True) -> LabelPolicy:
-        return cls(labels=tuple(labels.items()), overwrite=overwrite)
 
     @classmethod
     def from_strings(cls, items: Iterable[str], *, overwrite: bool = True) -> LabelPolicy:

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "chart"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
@@ -201,10 +199,6 @@ def pod_manifest(labels: dict[str, str] | None = None, name: str | None = None) 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def yaml_dump(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=True)
 
 
 def _path() -> str:
