@@ -3,7 +3,7 @@
 A thin edge around `app.admission.review`: it checks the HTTP envelope the way
 controller-runtime's webhook `http.go` does (content type, empty body, size cap),
 turns every failure into a JSON error with the right status, and logs and counts
-each review. TLS is not its business; see `app.tls`.
+each review. TLS is not its business; see `app.edge`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from app.logs import fields
 from app.metrics import Metrics
 
 MUTATE_PATH = "/mutate"
+# Served on the plain-HTTP metrics port only (the front routes it).
+METRICS_PATH = "/metrics"
 
 log = logging.getLogger("pod_labeler.http")
 
@@ -88,7 +90,7 @@ def create_app(
             return _json(200, {"status": "ready"})
         return _json(503, {"status": "not ready", "reason": reason})
 
-    @app.get("/metrics")
+    @app.get(METRICS_PATH)
     def metrics_endpoint() -> Response:
         return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 

@@ -9,13 +9,15 @@ usage error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -23,7 +25,7 @@ from app.admission import InvalidReview
 from app.admission.simulate import simulate
 from app.config import (
     DEFAULT_LABELS,
-    DEFAULT_MAX_BODY_BYTES,
+    LOG_LEVELS,
     ConfigError,
     LabelPolicy,
     ServerConfig,
@@ -32,46 +34,112 @@ from app.config import (
 )
 from app.logs import configure
 
-T = TypeVar("T")
-
-DEFAULTS = ServerConfig(tls_cert=Path(), tls_key=Path())
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+ENV_PREFIX = "WEBHOOK_"
+SERVER_DEFAULTS = {
+    item.name: item.default
+    for item in dataclasses.fields(ServerConfig)
+    if item.default is not MISSING
+}
 
 
-class _Environment:
-    """Reads WEBHOOK_* variables, turning a malformed one into a usage error."""
+@dataclass(frozen=True)
+class Option:
+    """One `serve` setting: a ServerConfig field, its flag and its environment variable,
+    both derived from the field's name, and its default taken from ServerConfig."""
 
-    def __init__(self, environ: Mapping[str, str], parser: argparse.ArgumentParser) -> None:
-        self._environ = environ
-        self._parser = parser
+    field: str
+    help: str
+    metavar: str | None = None
 
-    def get(self, name: str, convert: Callable[[str], T], default: T) -> T:
-        text = self._environ.get(name, "")
-        if not text:
-            return default
-        try:
-            return convert(text)
-        except ValueError:
-            self._parser.error(f"environment variable {name}={text!r} is not valid")
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
 
-    def boolean(self, name: str, default: bool) -> bool:
-        text = self._environ.get(name, "").strip().lower()
-        if not text:
-            return default
-        if text in _TRUE | _FALSE:
-            return text in _TRUE
-        self._parser.error(f"environment variable {name}={text!r} must be true or false")
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.field.upper()
+
+    @property
+    def default(self) -> Any:
+        return SERVER_DEFAULTS.get(self.field)
+
+    @property
+    def convert(self) -> Callable[[str], Any]:
+        return Path if self.field.startswith("tls_") else type(self.default)
+
+    def help_text(self) -> str:
+        default = self.default
+        shown = (
+            ""
+            if default is None
+            else f"; default {default:g}"
+            if isinstance(default, float)
+            else f"; default {default}"
+        )
+        return f"{self.help} (env {self.env}{shown})"
 
 
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+SERVE_OPTIONS = (
+    Option("tls_cert", "PEM certificate (chain) file, reloaded when it changes", "CERT"),
+    Option("tls_key", "PEM private key file (unencrypted), reloaded with the certificate", "KEY"),
+    Option("host", "address of the HTTPS admission port"),
+    Option("port", "HTTPS admission port; 0 picks a free one"),
+    Option("metrics_host", "address of the plain-HTTP metrics port"),
+    Option("metrics_port", "plain-HTTP port serving /metrics only; 0 picks a free one"),
+    Option("log_level", f"one of {', '.join(LOG_LEVELS)}", "LEVEL"),
+    Option(
+        "cert_reload_interval", "how often to check the certificate files for a change", "SECONDS"
+    ),
+    Option("threads", "waitress worker threads"),
+    Option("handshake_timeout", "a TLS handshake not done by then is closed", "SECONDS"),
+    Option(
+        "header_timeout",
+        "a request head not complete this long after its first byte gets 408",
+        "SECONDS",
+    ),
+    Option(
+        "request_timeout",
+        "an exchange not done this long after its first byte is closed "
+        "(the API server waits 30 s at most)",
+        "SECONDS",
+    ),
+    Option(
+        "idle_timeout", "a kept-alive connection with no request this long is closed", "SECONDS"
+    ),
+    Option("max_header_bytes", "a larger request head gets 431", "BYTES"),
+    Option(
+        "max_body_bytes",
+        "a larger body gets 413, from its Content-Length before it is read (3 MiB)",
+        "BYTES",
+    ),
+    Option(
+        "max_buffered_bytes",
+        "request bytes held in memory over all connections; above it, connections wait to be read",
+        "BYTES",
+    ),
+    Option("max_connections", "connection limit; 0 sizes it from the open-files limit", "N"),
+    Option(
+        "shutdown_delay",
+        "on SIGTERM, keep serving this long with /readyz failing and every response closing "
+        "its connection, so the API server moves to another replica",
+        "SECONDS",
+    ),
+    Option(
+        "drain_timeout",
+        "then, how long open exchanges may take before connections are cut",
+        "SECONDS",
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.main",
         description="A Kubernetes mutating admission webhook that labels every new Pod.",
     )
-    env = _Environment(environ, parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     labels = argparse.ArgumentParser(add_help=False)
     label_options = labels.add_argument_group("labels")
     label_options.add_argument(
@@ -80,92 +148,35 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="a label every new Pod gets; repeat for more "
-        "(env WEBHOOK_LABELS as k=v,k2=v2; default: "
+        f"(env {ENV_PREFIX}LABELS as k=v,k2=v2; default: "
         + ",".join(f"{k}={v}" for k, v in DEFAULT_LABELS)
         + ")",
     )
     label_options.add_argument(
         "--overwrite",
         action=argparse.BooleanOptionalAction,
-        default=env.boolean("WEBHOOK_OVERWRITE", True),
+        default=None,
         help="replace a label the Pod already has with a different value, with a warning "
-        "to the user; --no-overwrite keeps the Pod's value (env WEBHOOK_OVERWRITE=false; "
+        f"to the user; --no-overwrite keeps the Pod's value (env {ENV_PREFIX}OVERWRITE=false; "
         "default: overwrite)",
     )
-
     serve = commands.add_parser(
         "serve",
         parents=[labels],
         help="serve the webhook over HTTPS",
-        description="Serve POST /mutate, GET /healthz, /readyz and /metrics over HTTPS. "
-        "On SIGTERM or SIGINT, /readyz fails for --shutdown-delay while requests are still "
-        "served; then in-flight requests drain and it exits 0.",
+        description="Serve POST /mutate, GET /healthz and /readyz over HTTPS, and GET /metrics "
+        "over plain HTTP on its own port. On SIGTERM or SIGINT, /readyz fails and every "
+        "response closes its connection for --shutdown-delay while requests are still served; "
+        "then open exchanges drain and it exits 0.",
     )
-    serve.add_argument(
-        "--tls-cert",
-        type=Path,
-        default=env.get("WEBHOOK_TLS_CERT", Path, None),
-        metavar="CERT",
-        help="PEM certificate (chain) file, reloaded when it changes (env WEBHOOK_TLS_CERT)",
-    )
-    serve.add_argument(
-        "--tls-key",
-        type=Path,
-        default=env.get("WEBHOOK_TLS_KEY", Path, None),
-        metavar="KEY",
-        help="PEM private key file, reloaded with the certificate (env WEBHOOK_TLS_KEY)",
-    )
-    serve.add_argument(
-        "--host",
-        default=env.get("WEBHOOK_HOST", str, DEFAULTS.host),
-        help=f"address to listen on (env WEBHOOK_HOST; default {DEFAULTS.host})",
-    )
-    serve.add_argument(
-        "--port",
-        type=int,
-        default=env.get("WEBHOOK_PORT", int, DEFAULTS.port),
-        help=f"HTTPS port; 0 picks a free one (env WEBHOOK_PORT; default {DEFAULTS.port})",
-    )
-    serve.add_argument(
-        "--cert-reload-interval",
-        type=float,
-        default=env.get("WEBHOOK_CERT_RELOAD_INTERVAL", float, DEFAULTS.cert_reload_interval),
-        metavar="SECONDS",
-        help="how often to check the certificate files for a change "
-        f"(env WEBHOOK_CERT_RELOAD_INTERVAL; default {DEFAULTS.cert_reload_interval:g})",
-    )
-    serve.add_argument(
-        "--threads",
-        type=int,
-        default=env.get("WEBHOOK_THREADS", int, DEFAULTS.threads),
-        help=f"waitress worker threads (env WEBHOOK_THREADS; default {DEFAULTS.threads})",
-    )
-    serve.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=env.get("WEBHOOK_MAX_BODY_BYTES", int, DEFAULT_MAX_BODY_BYTES),
-        metavar="BYTES",
-        help="larger request bodies get 413 "
-        f"(env WEBHOOK_MAX_BODY_BYTES; default {DEFAULT_MAX_BODY_BYTES}, 3 MiB)",
-    )
-    serve.add_argument(
-        "--shutdown-delay",
-        type=float,
-        default=env.get("WEBHOOK_SHUTDOWN_DELAY", float, DEFAULTS.shutdown_delay),
-        metavar="SECONDS",
-        help="on SIGTERM, keep accepting new connections this long, with /readyz failing, "
-        "before draining, so the API server stops picking this Pod first "
-        f"(env WEBHOOK_SHUTDOWN_DELAY; default {DEFAULTS.shutdown_delay:g})",
-    )
-    serve.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=env.get("WEBHOOK_DRAIN_TIMEOUT", float, DEFAULTS.drain_timeout),
-        metavar="SECONDS",
-        help="on SIGTERM, how long in-flight requests may take before connections are cut "
-        f"(env WEBHOOK_DRAIN_TIMEOUT; default {DEFAULTS.drain_timeout:g})",
-    )
-
+    for option in SERVE_OPTIONS:
+        serve.add_argument(
+            option.flag,
+            dest=option.field,
+            metavar=option.metavar,
+            help=option.help_text(),
+            type=option.convert,
+        )
     mutate = commands.add_parser(
         "mutate",
         parents=[labels],
@@ -176,63 +187,82 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     mutate.add_argument("file", metavar="FILE", help="the file to read, or - for stdin")
     serve.set_defaults(run=_serve, parser=serve)
     mutate.set_defaults(run=_mutate, parser=mutate)
-    parser.set_defaults(environ=environ)
     return parser
 
 
-def _policy(args: argparse.Namespace, parser: argparse.ArgumentParser) -> LabelPolicy:
-    environ: Mapping[str, str] = args.environ
-    try:
-        if args.labels:
-            labels = tuple(parse_label(item) for item in args.labels)
-        elif environ.get("WEBHOOK_LABELS", "").strip():
-            labels = parse_label_list(environ["WEBHOOK_LABELS"])
-        else:
-            labels = DEFAULT_LABELS
-        return LabelPolicy(labels=labels, overwrite=args.overwrite)
-    except ConfigError as error:
-        parser.error(str(error))
+class _Settings:
+    """Each setting's value: the flag, else its environment variable, else the default.
+    A malformed variable is a usage error naming it."""
+
+    def __init__(self, args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+        self.args, self.environ = args, environ
+        self.parser: argparse.ArgumentParser = args.parser
+
+    def value(self, option: Option) -> Any:
+        given = getattr(self.args, option.field)
+        if given is not None:
+            return given
+        text = self.environ.get(option.env, "")
+        if not text:
+            return option.default
+        try:
+            return option.convert(text)
+        except ValueError:
+            self.parser.error(f"environment variable {option.env}={text!r} is not valid")
+
+    def overwrite(self) -> bool:
+        if self.args.overwrite is not None:
+            return bool(self.args.overwrite)
+        name = f"{ENV_PREFIX}OVERWRITE"
+        text = self.environ.get(name, "").strip().lower()
+        if not text:
+            return True
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        self.parser.error(f"environment variable {name}={text!r} must be true or false")
+
+    def policy(self) -> LabelPolicy:
+        listed = self.environ.get(f"{ENV_PREFIX}LABELS", "").strip()
+        try:
+            if self.args.labels:
+                labels = tuple(parse_label(item) for item in self.args.labels)
+            elif listed:
+                labels = parse_label_list(listed)
+            else:
+                labels = DEFAULT_LABELS
+            return LabelPolicy(labels=labels, overwrite=self.overwrite())
+        except ConfigError as error:
+            self.parser.error(str(error))
+
+    def server_config(self) -> ServerConfig:
+        values = {option.field: self.value(option) for option in SERVE_OPTIONS}
+        if values["tls_cert"] is None or values["tls_key"] is None:
+            self.parser.error(
+                "--tls-cert and --tls-key (or WEBHOOK_TLS_CERT and WEBHOOK_TLS_KEY) are required"
+            )
+        try:
+            config = ServerConfig(policy=self.policy(), **values)
+            config.check_files()
+        except ConfigError as error:
+            self.parser.error(str(error))
+        return config
 
 
-def _server_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerConfig:
-    policy = _policy(args, parser)
-    if args.tls_cert is None or args.tls_key is None:
-        parser.error(
-            "--tls-cert and --tls-key (or WEBHOOK_TLS_CERT and WEBHOOK_TLS_KEY) are required"
-        )
-    try:
-        config = ServerConfig(
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            policy=policy,
-            host=args.host,
-            port=args.port,
-            cert_reload_interval=args.cert_reload_interval,
-            threads=args.threads,
-            max_body_bytes=args.max_body_bytes,
-            shutdown_delay=args.shutdown_delay,
-            drain_timeout=args.drain_timeout,
-        )
-        config.check_files()
-    except ConfigError as error:
-        parser.error(str(error))
-    return config
-
-
-def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _serve(settings: _Settings) -> int:
     # Imported here so `mutate` and `--help` do not load waitress and the TLS stack.
     from app.serving import serve
 
-    config = _server_config(args, parser)
-    configure(logging.INFO)
+    config = settings.server_config()
+    configure(getattr(logging, config.log_level.upper()))
     try:
         return serve(config)
     except ConfigError as error:  # the certificate does not load, the port is taken
-        parser.error(str(error))
+        settings.parser.error(str(error))
 
 
-def _mutate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    policy = _policy(args, parser)
+def _mutate(settings: _Settings) -> int:
+    args, parser = settings.args, settings.parser
+    policy = settings.policy()
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     except OSError as error:
@@ -264,15 +294,14 @@ def _stderr(line: str) -> None:
 
 def config_from(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:
     """The `serve` configuration for these arguments and environment; exits 2 if invalid."""
-    args = build_parser(environ).parse_args(["serve", *argv])
-    return _server_config(args, args.parser)
+    args = build_parser().parse_args(["serve", *argv])
+    return _Settings(args, environ).server_config()
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    parser = build_parser(os.environ if environ is None else environ)
-    args = parser.parse_args(argv)
-    run: Callable[[argparse.Namespace, argparse.ArgumentParser], int] = args.run
-    return run(args, args.parser)
+    args = build_parser().parse_args(argv)
+    run: Callable[[_Settings], int] = args.run
+    return run(_Settings(args, os.environ if environ is None else environ))
 
 
 if __name__ == "__main__":

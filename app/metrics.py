@@ -15,6 +15,7 @@ PREFIX = "pod_labeler"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 OUTCOMES = ("patched", "allowed", "invalid", "error")
+CLOSE_REASONS = ("idle", "timeout", "shed", "refused", "handshake")
 
 
 class Metrics:
@@ -56,9 +57,24 @@ class Metrics:
             "notAfter of the serving certificate in use, as a Unix timestamp.",
             registry=registry,
         )
+        self.open_connections = Gauge(
+            f"{PREFIX}_open_connections",
+            "Client connections open on the admission and metrics ports.",
+            registry=registry,
+        )
+        self.connections_closed = Counter(
+            f"{PREFIX}_connections_closed",
+            "Connections the server closed itself, by reason (idle, timeout, shed: "
+            "dropped at the connection limit, refused: a request it would not relay, "
+            "handshake: a failed TLS handshake).",
+            ["reason"],
+            registry=registry,
+        )
         # Export every series at 0 from the start, so rate() and alerts work
         # before the first event of each kind.
         for outcome in OUTCOMES:
             self.reviews.labels(outcome=outcome)
         for result in ("success", "failure"):
             self.certificate_reloads.labels(result=result)
+        for reason in CLOSE_REASONS:
+            self.connections_closed.labels(reason=reason)

@@ -1,9 +1,9 @@
-"""Wiring: certificates → TLS front → waitress (unix socket) → Flask, and shutdown.
+"""Wiring: certificates → front (TLS) → waitress (unix socket) → Flask, and shutdown.
 
-`WebhookServer` owns every moving part and their order: start loads the
-certificate first (a server without one cannot be ready), then waitress, then
-the TLS port; shutdown drains the TLS front before stopping waitress, so every
-request already sent is answered. `serve` adds the signal handling for `main`.
+`WebhookServer` owns every moving part and their order: start loads the certificate
+first (a server without one cannot be ready), then waitress, then the ports; shutdown
+drains the front before stopping waitress, so every request a client sent is answered.
+`serve` adds the signal handling for `main`. Every step of stopping has a timeout.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, ProcessCollector
 from waitress.server import create_server
 
+from app.certificates import CertificateWatcher
 from app.config import ConfigError, ServerConfig
-from app.http import create_app
+from app.edge.front import Front, Listener
+from app.edge.limits import connection_limit, raise_open_files_limit
+from app.http import METRICS_PATH, create_app
 from app.logs import fields
 from app.metrics import Metrics
-from app.tls import MAX_CONNECTIONS, CertificateReloader, TLSFront
 
 log = logging.getLogger("pod_labeler.serving")
 
@@ -40,7 +42,7 @@ class WebhookServer:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.certificates = CertificateReloader(
+        self.certificates = CertificateWatcher(
             config.tls_cert,
             config.tls_key,
             interval=config.cert_reload_interval,
@@ -51,14 +53,10 @@ class WebhookServer:
         self._socket_dir: str | None = None
         self._backend: Any = None  # waitress's server object (untyped)
         self._backend_thread: threading.Thread | None = None
-        self._front: TLSFront | None = None
+        self._front: Front | None = None
         self._started = False
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """Where the TLS port is listening (the real port when 0 was asked for)."""
-        assert self._front is not None, "the server is not started"
-        return self._front.address
+        self.address: tuple[str, int] = ("", 0)
+        self.metrics_address: tuple[str, int] = ("", 0)
 
     def start(self) -> None:
         """Start serving; raises `ConfigError` (e.g. `CertificateError`) if it cannot."""
@@ -70,29 +68,79 @@ class WebhookServer:
 
     def _start(self) -> None:
         self.certificates.load()
+        limits = self.config.edge
+        soft, hard = raise_open_files_limit()
+        max_connections = connection_limit(soft, limits.max_connections)
         # The root filesystem is read-only in the Pod; the chart mounts an emptyDir
         # at /tmp. mkdtemp gives a directory only we can enter for the socket.
         self._socket_dir = tempfile.mkdtemp(prefix="pod-labeler-")
         socket_path = os.path.join(self._socket_dir, "backend.sock")
+        self._start_backend(socket_path, max_connections)
+        admission = _listen(self.config.host, self.config.port)
+        metrics = _listen(self.config.metrics_host, self.config.metrics_port)
+        self.address, self.metrics_address = admission.getsockname()[:2], metrics.getsockname()[:2]
+        self._front = Front(
+            [
+                Listener(
+                    admission,
+                    lambda: self.certificates.context,
+                    lambda path: path != METRICS_PATH.encode(),
+                    "admission",
+                ),
+                Listener(metrics, None, lambda path: path == METRICS_PATH.encode(), "metrics"),
+            ],
+            socket_path,
+            limits,
+            max_connections,
+            on_close=lambda reason: self.metrics.connections_closed.labels(reason=reason).inc(),
+        )
+        front = self._front
+        self.metrics.open_connections.set_function(lambda: len(front.connections))
+        self._front.start()
+        self.certificates.start()
+        self._started = True
+        log.info(
+            "serving",
+            extra=fields(
+                host=self.address[0],
+                port=self.address[1],
+                metrics_port=self.metrics_address[1],
+                labels=self.config.policy.as_dict(),
+                overwrite=self.config.policy.overwrite,
+                threads=self.config.threads,
+                open_files_soft=soft,
+                open_files_hard=hard,
+                max_connections=max_connections,
+            ),
+        )
+
+    def _start_backend(self, socket_path: str, max_connections: int) -> None:
+        limits = self.config.edge
         app = create_app(
             self.config.policy,
             self.metrics,
-            max_body_bytes=self.config.max_body_bytes,
+            max_body_bytes=limits.max_body_bytes,
             readiness=self._readiness,
         )
+        # "Task queue depth is N" at WARNING for every queued request: noise under load.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self._backend = create_server(
             app,
             unix_socket=socket_path,
             threads=self.config.threads,
             # One backend connection per client connection, so the front's limit rules.
-            connection_limit=MAX_CONNECTIONS + 8,
-            # Above Flask's cap, so oversize bodies get Flask's JSON 413; waitress's
-            # own plain-text 413 only stops bodies that would never be read anyway.
-            max_request_body_size=2 * self.config.max_body_bytes,
+            connection_limit=max_connections + 16,
+            # Only the front connects, and it closes idle connections first.
+            channel_timeout=limits.idle_timeout + limits.request_timeout,
+            max_request_header_size=limits.max_header_bytes,
+            max_request_body_size=limits.max_body_bytes,
+            # Above the largest request the front lets through: a body is never
+            # spooled to a temporary file, so /tmp holds nothing but the socket.
+            inbuf_overflow=limits.max_body_bytes + limits.max_header_bytes + 1,
             # Only the front connects, and it terminates TLS itself.
             url_scheme="https",
             # Trust no X-Forwarded-* header: no proxy is in front of us. (The default,
-            # spelt out because the TLS front might look like one.)
+            # spelt out because the front might look like one.)
             trusted_proxy=None,
             clear_untrusted_proxy_headers=True,
             ident="pod-labeler",
@@ -102,29 +150,13 @@ class WebhookServer:
             target=self._backend.run, name="waitress", daemon=True
         )
         self._backend_thread.start()
-        self._front = TLSFront(
-            _listen(self.config.host, self.config.port),
-            socket_path,
-            lambda: self.certificates.context,
-        )
-        self._front.start()
-        self.certificates.start()
-        self._started = True
-        host, port = self.address
-        log.info(
-            "serving",
-            extra=fields(
-                host=host,
-                port=port,
-                labels=self.config.policy.as_dict(),
-                overwrite=self.config.policy.overwrite,
-                threads=self.config.threads,
-            ),
-        )
 
     def stop_being_ready(self) -> None:
-        """Fail /readyz from now on, and keep serving: the first step of shutting down."""
+        """The first step of shutting down: /readyz fails, every response closes its
+        connection, idle connections are closed; new connections are still served."""
         self._draining = True
+        if self._front is not None:
+            self._front.begin_drain()
 
     def shutdown(self) -> bool:
         """Drain and stop. True if every connection finished within the drain timeout."""
@@ -173,7 +205,7 @@ def _listen(host: str, port: int) -> socket.socket:
         return socket.create_server(
             (host, port),
             family=family,
-            backlog=1024,
+            backlog=4096,
             # "::" then also takes IPv4, as a Pod in a dual-stack cluster needs.
             dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6(),
         )
@@ -182,8 +214,9 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def serve(config: ServerConfig) -> int:
-    """Run until SIGTERM or SIGINT; then fail /readyz for the shutdown delay while still
-    serving, drain, and return 0. A second signal forces exit."""
+    """Run until SIGTERM or SIGINT; then fail /readyz and close every connection after
+    its next response for the shutdown delay while still serving, drain, and return 0.
+    A second signal forces exit."""
     # Block the signals before any thread exists, so every thread inherits the mask
     # and the kernel can only deliver them to sigwait below. With a Python handler
     # instead, a signal landing on a worker thread leaves the main thread asleep in

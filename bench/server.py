@@ -1,218 +1,373 @@
-"""Throughput and latency of the webhook server over real TLS, on loopback.
+"""The webhook server beside its ceiling, under the same load generator, in one run.
 
-    python -m bench.server [--requests 2000] [--clients 2]
+    python -m bench.server [--seconds 10]
 
-Starts `python -m app.main serve` in a subprocess (so the clients do not share its
-interpreter lock) with a throwaway certificate, then sends Pod CREATE reviews in
-two modes:
+Starts, each in its own process, on loopback:
+- ours: `python -m app.main serve` over TLS, exactly as the chart runs it;
+- the ceiling: `python -m bench.ceiling`, a minimal waitress+Flask app over plain HTTP
+  answering with the same core, with no logging or metrics.
 
-- keep-alive: each client thread reuses one TLS connection, as the API server does
-  when it keeps its connection to the webhook;
-- new connection: a TCP connect and full TLS handshake per review, as happens when
-  the connection is not reused.
-
-Prints reviews/s and p50/p99 latency per mode. Asserts nothing: these are figures
-for the README, and they depend on the machine.
+Then wrk (keep-alive, one thread) posts the same realistic Pod review (about 2.9 KB,
+as a Deployment's Pod looks to the webhook) at 1 and at 8 connections to each, and
+prints reviews/s, p50 and p99, the ratios against the ceiling, and our server's
+resident memory after the runs and while 1,000 idle TLS connections are open.
+Asserts nothing: the figures depend on the machine. wrk comes from
+`hack/install.sh bench` (Debian's package).
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
+import re
+import shutil
 import signal
+import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.certs import CertificateAuthority
 
 ROOT = Path(__file__).resolve().parents[1]
-WARM_UP = 50
+CONNECTIONS = (1, 8)
+IDLE_SOCKETS = 1000
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def pod_review(n: int) -> bytes:
+def pod_review(namespace: str = "payments") -> bytes:
+    """An AdmissionReview for a Pod of a Deployment, with what such Pods carry."""
+    container = {
+        "name": "api",
+        "image": "registry.example.com/payments/api:1.42.0@sha256:" + "0" * 64,
+        "args": ["--listen=:8080", "--log-format=json", "--metrics=:9090"],
+        "ports": [
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+        ],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+            {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
+            {"name": "GOMAXPROCS", "value": "2"},
+        ],
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "256Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/api", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "imagePullPolicy": "IfNotPresent",
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "api-7d9f8c6b5-",
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": "api",
+                "app.kubernetes.io/instance": "payments-api",
+                "app.kubernetes.io/version": "1.42.0",
+                "pod-template-hash": "7d9f8c6b5",
+            },
+            "annotations": {
+                "kubectl.kubernetes.io/restartedAt": "2026-11-20T09:14:03Z",
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": "9090",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "api-7d9f8c6b5",
+                    "uid": "7f1c2b4e-9a0d-4c1e-8f5b-2d3e4f5a6b7c",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "serviceAccountName": "api",
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+            "volumes": [
+                {"name": "config", "configMap": {"name": "api-config"}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+            ],
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "api"}},
+                }
+            ],
+            "tolerations": [
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                }
+            ],
+        },
+    }
     review = {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
-            "uid": f"00000000-0000-0000-0000-{n:012d}",
+            "uid": "3f0c9e3a-1b2c-4d5e-8f90-a1b2c3d4e5f6",
             "kind": {"group": "", "version": "v1", "kind": "Pod"},
             "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace,
             "operation": "CREATE",
-            "namespace": "bench",
-            "object": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "generateName": "web-",
-                    "namespace": "bench",
-                    "labels": {"app": "web", "pod-template-hash": "5d8f9c7b6"},
-                },
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+            "userInfo": {
+                "username": "system:serviceaccount:kube-system:replicaset-controller",
+                "uid": "5a6b7c8d-9e0f-1a2b-3c4d-5e6f7a8b9c0d",
+                "groups": [
+                    "system:serviceaccounts",
+                    "system:serviceaccounts:kube-system",
+                    "system:authenticated",
+                ],
             },
+            "object": pod,
+            "oldObject": None,
+            "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
         },
     }
     return json.dumps(review).encode()
 
 
-@dataclass
-class Result:
-    mode: str
-    requests: int
-    clients: int
-    seconds: float
-    latencies: list[float]
+@dataclass(frozen=True)
+class Run:
+    target: str
+    connections: int
+    reviews_per_second: float
+    p50_ms: float
+    p99_ms: float
     errors: int
 
-    def row(self) -> str:
-        cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
-        return (
-            f"{self.mode:<16} {self.requests:>8} {self.clients:>7} "
-            f"{self.requests / self.seconds:>10.0f} {cuts[49] * 1000:>8.2f} "
-            f"{cuts[98] * 1000:>8.2f} {self.errors:>6}"
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def process(argv: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A server in its own process, stopped with SIGTERM (then SIGKILL) afterwards."""
+    with log.open("wb") as output:
+        child = subprocess.Popen(argv, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{argv[2]} did not start; see {log}:\n{log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield child
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def wrk(url: str, connections: int, seconds: float, body: Path) -> tuple[float, float, float, int]:
+    script = body.with_suffix(".lua")
+    script.write_text(
+        f'local f = io.open("{body}", "rb")\n'
+        'wrk.method = "POST"\nwrk.body = f:read("*a")\nf:close()\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    text = done.stdout
+
+    def latency(percent: str) -> float:
+        found = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
+        if found is None:
+            raise SystemExit(f"wrk printed no {percent}% latency:\n{text}")
+        return float(found.group(1)) * _UNITS[found.group(2)]
+
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
+    if rate is None:
+        raise SystemExit(f"wrk printed no rate:\n{text}")
+    # Non-2xx answers and socket errors (connect, read, write, timeout) both count.
+    errors = sum(
+        int(n)
+        for n in re.findall(
+            r"(?:Non-2xx or 3xx responses|connect|read|write|timeout):? (\d+)", text
         )
+    )
+    return float(rate.group(1)), latency("50"), latency("99"), errors
 
 
-class Server:
-    """The real server in a subprocess, on 127.0.0.1 and a free port."""
-
-    def __init__(self, directory: Path) -> None:
-        ca = CertificateAuthority("pod-labeler bench CA")
-        self.ca_file = ca.write(directory / "ca.crt")
-        cert, key = directory / "tls.crt", directory / "tls.key"
-        ca.issue().write(cert, key)
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "app.main", "serve"),
-                *("--tls-cert", str(cert), "--tls-key", str(key)),
-                *("--host", "127.0.0.1", "--port", "0"),
-            ],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.port = self._port_from_log()
-        # Keep reading its log (a line per review) so the pipe never fills up.
-        threading.Thread(target=self._drain_log, daemon=True).start()
-
-    def _port_from_log(self) -> int:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            if line.startswith("{") and json.loads(line).get("msg") == "serving":
-                port: int = json.loads(line)["port"]
-                return port
-        raise SystemExit(f"the server exited ({self.process.wait()}) before serving")
-
-    def _drain_log(self) -> None:
-        assert self.process.stderr is not None
-        for _ in self.process.stderr:
-            pass
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
+def resident_mib(pid: int) -> float:
+    """VmRSS of the process and its children (waitress runs in-process: one process)."""
+    total = 0
+    for candidate in [pid, *_children(pid)]:
+        status = Path(f"/proc/{candidate}/status").read_text()
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        total += int(found.group(1)) if found else 0
+    return total / 1024
 
 
-def run(
-    mode: str,
-    requests: int,
-    clients: int,
-    connect: Callable[[], http.client.HTTPSConnection],
-    reuse: bool,
-) -> Result:
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    share = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
 
-    def client(count: int, offset: int) -> None:
-        nonlocal errors
-        mine: list[float] = []
-        failed = 0
-        connection = connect() if reuse else None
-        for n in range(offset, offset + count):
-            body = pod_review(n)
-            started = time.perf_counter()
-            conn = connection or connect()
-            try:
-                conn.request(
-                    "POST", "/mutate", body=body, headers={"Content-Type": "application/json"}
-                )
-                response = conn.getresponse()
-                response.read()
-                if response.status != 200:
-                    failed += 1
-            except (OSError, http.client.HTTPException):
-                failed += 1
-            finally:
-                if connection is None:
-                    conn.close()
-            mine.append(time.perf_counter() - started)
-        if connection is not None:
-            connection.close()
-        with lock:
-            latencies.extend(mine)
-            errors += failed
 
-    threads = [
-        threading.Thread(target=client, args=(count, sum(share[:i])))
-        for i, count in enumerate(share)
-    ]
+def idle_tls_connections(port: int, count: int, context: ssl.SSLContext) -> list[ssl.SSLSocket]:
+    """`count` connections that finish their handshake and then send nothing."""
+    opened = []
+    for _ in range(count):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        opened.append(context.wrap_socket(raw, server_hostname="localhost"))
+    return opened
+
+
+def one_review_ms(port: int, context: ssl.SSLContext, body: bytes) -> float:
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return Result(mode, requests, clients, time.perf_counter() - started, latencies, errors)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(
+            b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        while tls.recv(65536):
+            pass
+    return (time.perf_counter() - started) * 1000
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.server", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "--requests", type=int, default=2000, help="reviews per mode (default 2000)"
-    )
-    parser.add_argument("--clients", type=int, default=2, help="client threads (default 2)")
+    parser.add_argument("--seconds", type=float, default=10, help="per wrk run (default 10)")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: run `hack/install.sh bench`")
+    with tempfile.TemporaryDirectory(prefix="pod-labeler-bench-") as name:
+        directory = Path(name)
+        ca = CertificateAuthority("pod-labeler bench CA")
+        ca_file = ca.write(directory / "ca.crt")
+        cert, key = directory / "tls.crt", directory / "tls.key"
+        ca.issue().write(cert, key)
+        body = directory / "review.json"
+        body.write_bytes(pod_review())
+        ours_port, ceiling_port = free_port(), free_port()
+        ours_argv = [
+            *(sys.executable, "-m", "app.main", "serve"),
+            *(f"--tls-cert={cert}", f"--tls-key={key}"),
+            *("--host=127.0.0.1", f"--port={ours_port}", f"--metrics-port={free_port()}"),
+            "--label=environment=production",
+        ]
+        ceiling_argv = [sys.executable, "-m", "bench.ceiling", f"--port={ceiling_port}"]
+        runs: list[Run] = []
+        with process(ceiling_argv, ceiling_port, directory / "ceiling.log"):
+            for connections in CONNECTIONS:
+                runs.append(
+                    Run(
+                        "ceiling",
+                        connections,
+                        *wrk(
+                            f"http://127.0.0.1:{ceiling_port}/mutate",
+                            connections,
+                            args.seconds,
+                            body,
+                        ),
+                    )
+                )
+        with process(ours_argv, ours_port, directory / "ours.log") as ours:
+            for connections in CONNECTIONS:
+                runs.append(
+                    Run(
+                        "ours",
+                        connections,
+                        *wrk(
+                            f"https://localhost:{ours_port}/mutate", connections, args.seconds, body
+                        ),
+                    )
+                )
+            rss_after = resident_mib(ours.pid)
+            context = ssl.create_default_context(cafile=str(ca_file))
+            idle = idle_tls_connections(ours_port, IDLE_SOCKETS, context)
+            review_with_idle = one_review_ms(ours_port, context, body.read_bytes())
+            rss_idle = resident_mib(ours.pid)
+            for sock in idle:
+                sock.close()
+    report(runs, rss_after, rss_idle, review_with_idle, len(pod_review()))
 
-    with tempfile.TemporaryDirectory(prefix="pod-labeler-bench-") as directory:
-        server = Server(Path(directory))
-        context = ssl.create_default_context(cafile=str(server.ca_file))
 
-        def connect() -> http.client.HTTPSConnection:
-            return http.client.HTTPSConnection(
-                "127.0.0.1", server.port, context=context, timeout=30
-            )
-
-        try:
-            run("warm-up", WARM_UP, 1, connect, reuse=True)
-            results = [
-                run("keep-alive", args.requests, args.clients, connect, reuse=True),
-                run("new connection", args.requests, args.clients, connect, reuse=False),
-            ]
-        finally:
-            status = server.stop()
-
+def report(
+    runs: list[Run], rss_after: float, rss_idle: float, review_with_idle: float, size: int
+) -> None:
     print(
-        f"pod-labeler server benchmark: Python {platform.python_version()}, "
-        f"{ssl.OPENSSL_VERSION}, {os.cpu_count()} CPUs, server and clients on one machine"
+        f"pod-labeler server vs ceiling: Python {platform.python_version()}, "
+        f"{ssl.OPENSSL_VERSION}, {os.cpu_count()} CPUs, wrk -t1 keep-alive, "
+        f"a {size}-byte Pod review"
     )
-    header = ("requests", 8), ("clients", 7), ("reviews/s", 10), ("p50 ms", 8), ("p99 ms", 8)
-    print(f"{'mode':<16} " + " ".join(f"{name:>{width}}" for name, width in header) + " errors")
-    for result in results:
-        print(result.row())
-    print(f"server exit status after SIGTERM: {status}")
+    print(
+        f"{'target':<10} {'conns':>5} {'reviews/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    )
+    for run in runs:
+        print(
+            f"{run.target:<10} {run.connections:>5} {run.reviews_per_second:>10.0f} "
+            f"{run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.errors:>6}"
+        )
+    by = {(run.target, run.connections): run for run in runs}
+    for connections in CONNECTIONS:
+        ours, ceiling = by["ours", connections], by["ceiling", connections]
+        rate = ours.reviews_per_second / ceiling.reviews_per_second
+        p50, p99 = ours.p50_ms / ceiling.p50_ms, ours.p99_ms / ceiling.p99_ms
+        print(
+            f"ratio at {connections} conn: reviews/s {rate:.2f} of the ceiling, "
+            f"p50 {p50:.2f}x, p99 {p99:.2f}x"
+        )
+    print(f"ours, resident memory after the runs: {rss_after:.1f} MiB")
+    print(
+        f"ours, resident memory with {IDLE_SOCKETS} idle TLS connections open: {rss_idle:.1f} MiB"
+    )
+    print(f"ours, one review on a new connection while they are open: {review_with_idle:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -176,6 +176,8 @@ def server_config(secret: MountedSecret) -> ServerConfig:
         tls_key=secret.key_path,
         host="127.0.0.1",
         port=0,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
         cert_reload_interval=0.05,
         max_body_bytes=64 * 1024,
         drain_timeout=5.0,

@@ -116,15 +116,41 @@ def test_health_endpoints_are_served_on_the_tls_port(
     assert connection.getresponse().status == status
 
 
-def test_metrics_are_served_on_the_tls_port(connect: Connect) -> None:
-    connection = connect()
-    post_review(connection, build_review())
-    connection.request("GET", "/metrics")
+@pytest.fixture
+def metrics_port(server: WebhookServer) -> Iterator[http.client.HTTPConnection]:
+    """A plain-HTTP connection to the metrics port."""
+    connection = http.client.HTTPConnection(*server.metrics_address, timeout=10)
+    yield connection
+    connection.close()
 
-    text = connection.getresponse().read().decode()
+
+def test_metrics_are_served_over_plain_http_on_their_own_port(
+    metrics_port: http.client.HTTPConnection, connect: Connect
+) -> None:
+    post_review(connect(), build_review())
+    metrics_port.request("GET", "/metrics")
+
+    text = metrics_port.getresponse().read().decode()
 
     assert 'pod_labeler_reviews_total{outcome="patched"} 1.0' in text
     assert "pod_labeler_certificate_expiry_timestamp_seconds" in text
+
+
+def test_metrics_are_not_served_on_the_admission_port(connect: Connect) -> None:
+    connection = connect()
+    connection.request("GET", "/metrics")
+
+    assert connection.getresponse().status == 404
+
+
+def test_the_metrics_port_serves_nothing_but_metrics(
+    metrics_port: http.client.HTTPConnection,
+) -> None:
+    metrics_port.request(
+        "POST", "/mutate", body=b"{}", headers={"Content-Type": "application/json"}
+    )
+
+    assert metrics_port.getresponse().status == 404
 
 
 def test_tls_below_1_2_is_not_offered(server: WebhookServer) -> None:
@@ -317,7 +343,7 @@ class ServerProcess:
             [
                 *(sys.executable, "-m", "app.main", "serve"),
                 *("--tls-cert", str(secret.cert_path), "--tls-key", str(secret.key_path)),
-                *("--host", "127.0.0.1", "--port", "0", *extra),
+                *("--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", *extra),
             ],
             cwd=ROOT,
             stderr=subprocess.PIPE,

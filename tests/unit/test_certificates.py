@@ -1,4 +1,4 @@
-"""CertificateReloader: a changed pair is swapped in; a broken one never replaces a good one."""
+"""CertificateWatcher: a changed pair is swapped in; a broken one never replaces a good one."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
+from app.certificates import CertificateError, CertificateWatcher, not_after
 from app.metrics import Metrics
-from app.tls import CertificateError, CertificateReloader, certificate_not_after
 from bench.certs import CertificateAuthority, KeyPair
 from tests.unit.conftest import MountedSecret, sample
 
 
 @pytest.fixture
-def reloader(secret: MountedSecret, metrics: Metrics) -> CertificateReloader:
-    loaded = CertificateReloader(secret.cert_path, secret.key_path, metrics=metrics)
+def reloader(secret: MountedSecret, metrics: Metrics) -> CertificateWatcher:
+    loaded = CertificateWatcher(secret.cert_path, secret.key_path, metrics=metrics)
     loaded.load()
     return loaded
 
 
 def test_the_expiry_metric_is_the_certificates_not_after(
-    reloader: CertificateReloader, metrics: Metrics, first_pair: KeyPair
+    reloader: CertificateWatcher, metrics: Metrics, first_pair: KeyPair
 ) -> None:
     expiry = sample(metrics, "pod_labeler_certificate_expiry_timestamp_seconds")
 
@@ -33,10 +33,13 @@ def test_not_after_is_read_from_the_first_certificate_in_the_file(
 ) -> None:
     secret.write(first_pair.cert_pem + ca.cert_pem, first_pair.key_pem)
 
-    assert certificate_not_after(secret.cert_path) == first_pair.not_after.timestamp()
+    expiry = not_after(secret.cert_path.read_bytes())
+
+    assert expiry is not None
+    assert expiry.timestamp() == first_pair.not_after.timestamp()
 
 
-def test_unchanged_files_are_not_reloaded(reloader: CertificateReloader, metrics: Metrics) -> None:
+def test_unchanged_files_are_not_reloaded(reloader: CertificateWatcher, metrics: Metrics) -> None:
     context = reloader.context
 
     assert reloader.check() is False
@@ -45,7 +48,7 @@ def test_unchanged_files_are_not_reloaded(reloader: CertificateReloader, metrics
 
 
 def test_a_kubelet_style_secret_update_swaps_in_a_new_context(
-    reloader: CertificateReloader,
+    reloader: CertificateWatcher,
     metrics: Metrics,
     secret: MountedSecret,
     second_pair: KeyPair,
@@ -62,7 +65,7 @@ def test_a_kubelet_style_secret_update_swaps_in_a_new_context(
 
 
 def test_a_mismatched_pair_keeps_the_old_context_and_logs_why(
-    reloader: CertificateReloader,
+    reloader: CertificateWatcher,
     metrics: Metrics,
     secret: MountedSecret,
     first_pair: KeyPair,
@@ -81,7 +84,7 @@ def test_a_mismatched_pair_keeps_the_old_context_and_logs_why(
 
 
 def test_a_half_written_certificate_keeps_the_old_context(
-    reloader: CertificateReloader, secret: MountedSecret, second_pair: KeyPair
+    reloader: CertificateWatcher, secret: MountedSecret, second_pair: KeyPair
 ) -> None:
     old = reloader.context
 
@@ -92,7 +95,7 @@ def test_a_half_written_certificate_keeps_the_old_context(
 
 
 def test_a_pair_that_failed_is_not_retried_until_the_files_change(
-    reloader: CertificateReloader,
+    reloader: CertificateWatcher,
     metrics: Metrics,
     secret: MountedSecret,
     first_pair: KeyPair,
@@ -110,7 +113,7 @@ def test_a_pair_that_failed_is_not_retried_until_the_files_change(
 
 
 def test_missing_files_keep_the_old_context(
-    reloader: CertificateReloader, secret: MountedSecret
+    reloader: CertificateWatcher, secret: MountedSecret
 ) -> None:
     old = reloader.context
     secret.key_path.unlink()
@@ -123,7 +126,7 @@ def test_a_bad_pair_at_startup_raises_naming_both_files(
     secret: MountedSecret, first_pair: KeyPair, second_pair: KeyPair
 ) -> None:
     secret.write(second_pair.cert_pem, first_pair.key_pem)
-    reloader = CertificateReloader(
+    reloader = CertificateWatcher(
         secret.cert_path, secret.key_path, metrics=Metrics(CollectorRegistry())
     )
 

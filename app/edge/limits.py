@@ -1,0 +1,116 @@
+"""The edge's limits: its timeouts and sizes, the connection limit sized from the
+open-files limit, and the budget of request bytes held in memory. No I/O but
+`raise_open_files_limit`, which sets the process's own limit."""
+
+from __future__ import annotations
+
+import resource
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+# Each connection can hold three descriptors: the client's socket and both ends of
+# its unix socket to waitress.
+FILES_PER_CONNECTION = 3
+# Listening sockets, certificate reads, logs, waitress's trigger pipe, the
+# interpreter's own files, with room to spare.
+RESERVED_FILES = 64
+# When the hard limit is unlimited, do not ask the kernel for more than this.
+OPEN_FILES_CEILING = 1 << 20
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """Every timeout (seconds) and size (bytes) the edge enforces. README lists them."""
+
+    # The TLS handshake, from accept.
+    handshake_timeout: float = 5.0
+    # The whole request head, from its first byte (Go's ReadHeaderTimeout).
+    header_timeout: float = 5.0
+    # The rest of the exchange, from the first byte of the request to the last of the
+    # response: the API server waits at most 30 s for a webhook, so this never cuts
+    # an exchange the API server still waits for.
+    request_timeout: float = 30.0
+    # A kept-alive connection with no request (Go's IdleTimeout).
+    idle_timeout: float = 60.0
+    max_header_bytes: int = 16 * 1024
+    # The API server's own cap on a request body.
+    max_body_bytes: int = 3 * MiB
+    # Request bytes held at once, over all connections (in memory only, never on disk).
+    max_buffered_bytes: int = 16 * MiB
+    # None: sized from the open-files limit.
+    max_connections: int | None = None
+    # While draining, a kept-alive connection idle this long is closed.
+    drain_idle_timeout: float = 1.0
+
+    def problems(self) -> list[str]:
+        """What is wrong with these limits, in the words of the flags that set them."""
+        found = [
+            f"{name.replace('_', ' ')} must be greater than 0"
+            for name in ("handshake_timeout", "header_timeout", "request_timeout", "idle_timeout")
+            if getattr(self, name) <= 0
+        ]
+        for name in ("max_header_bytes", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                found.append(f"{name.replace('_', ' ')} must be at least 1")
+        if self.max_buffered_bytes < self.max_body_bytes + self.max_header_bytes:
+            found.append(
+                "max buffered bytes must hold at least one whole request "
+                "(max body bytes plus max header bytes)"
+            )
+        if self.max_connections is not None and self.max_connections < 1:
+            found.append("max connections must be at least 1")
+        return found
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft open-files limit to the hard one; returns (soft, hard) after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # kept as it was; the caller logs what it got
+    return soft, hard
+
+
+def connection_limit(open_files: int, configured: int | None) -> int:
+    """How many client connections fit in `open_files` descriptors (at most `configured`)."""
+    fitted = max(1, (open_files - RESERVED_FILES) // FILES_PER_CONNECTION)
+    return fitted if configured is None else min(configured, fitted)
+
+
+class ByteBudget:
+    """Request bytes held at once, over every connection.
+
+    Bytes are charged as they arrive and released when their response starts (by then
+    waitress has read the request) or when their connection closes. Over the limit, a
+    connection stops reading and waits here until enough is released. Used only from
+    the event loop's thread, so it needs no lock.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiting: deque[Callable[[], None]] = deque()
+
+    def charge(self, size: int) -> bool:
+        """Count `size` more bytes; False when the budget is now exhausted."""
+        self.used += size
+        return self.used < self.limit
+
+    def release(self, size: int) -> None:
+        self.used -= size
+        while self._waiting and self.used < self.limit:
+            self._waiting.popleft()()
+
+    def wait(self, resume: Callable[[], None]) -> None:
+        """Call `resume` once the budget has room again."""
+        self._waiting.append(resume)
+
+    def forget(self, resume: Callable[[], None]) -> None:
+        if resume in self._waiting:
+            self._waiting.remove(resume)
