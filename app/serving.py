@@ -133,7 +133,9 @@ class WebhookServer:
             # Only the front connects, and it closes idle connections first.
             channel_timeout=limits.idle_timeout + limits.request_timeout,
             max_request_header_size=limits.max_header_bytes,
-            max_request_body_size=limits.max_body_bytes,
+            # The front enforces the cap exactly; waitress's own check (which also
+            # refuses a body of exactly its size) only backs it up.
+            max_request_body_size=limits.max_body_bytes + limits.max_header_bytes,
             # Above the largest request the front lets through: a body is never
             # spooled to a temporary file, so /tmp holds nothing but the socket.
             inbuf_overflow=limits.max_body_bytes + limits.max_header_bytes + 1,
@@ -150,6 +152,10 @@ class WebhookServer:
             target=self._backend.run, name="waitress", daemon=True
         )
         self._backend_thread.start()
+
+    def buffered_bytes(self) -> int:
+        """Request bytes the front holds now (see app.edge.limits.ByteBudget)."""
+        return self._front.budget.used if self._front else 0
 
     def stop_being_ready(self) -> None:
         """The first step of shutting down: /readyz fails, every response closes its

@@ -190,7 +190,7 @@ class Front:
 
     def _accept(self, listener: Listener) -> None:
         for _ in range(ACCEPT_BATCH):
-            if self.active >= self.max_connections and not self._shed_one():
+            if self.active >= self.max_connections and not (self._handshaking or self._idle):
                 # Everyone is busy: leave new clients in the kernel's backlog until a
                 # deadline or a finished exchange frees a slot (see `closing`).
                 self._accept_off()
@@ -213,6 +213,8 @@ class Front:
             # asyncio sets TCP_NODELAY only when the socket says IPPROTO_TCP, and an
             # accepted one says 0: without it a response in two writes waits 40 ms.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.active >= self.max_connections:
+                self._shed_one()
             self._open(listener, sock, address)
 
     def _note_accept_error(self, error: OSError) -> None:
@@ -248,6 +250,9 @@ class Front:
     async def _handshake(
         self, connection: Connection, listener: Listener, sock: socket.socket
     ) -> None:
+        # From here asyncio's transport owns the socket and closes it: closing it here
+        # too could close a descriptor number already reused by the next accept.
+        connection.socket_taken = True
         try:
             await self.loop.connect_accepted_socket(
                 lambda: connection,
@@ -257,14 +262,14 @@ class Front:
                 ssl_shutdown_timeout=self.limits.drain_idle_timeout if listener.context else None,
             )
         except (OSError, ssl.SSLError) as error:
-            sock.close()
             # Load balancers and TCP probes end here too; a wrong caBundle as well.
             log.debug("handshake failed", extra=fields(peer=connection.peer, error=str(error)))
             connection.closed("handshake")
             self.forget(connection)
 
     def _handshake_cancelled(self, connection: Connection, sock: socket.socket) -> None:
-        sock.close()
+        if not connection.socket_taken:  # cancelled before it started
+            sock.close()
         connection.closed("shed")
         self.forget(connection)
 
@@ -287,9 +292,9 @@ class Front:
         self._stopped_accepting = True
         for listener in self.listeners:
             listener.sock.close()
-        # Those still in their handshake have sent no request yet: nothing to lose.
-        for connection in list(self._handshaking):
-            connection.abort()
+        # Those still in their handshake are left to finish it: a TLS 1.3 client may
+        # already have sent its request behind its Finished message. Each then gets
+        # one answer, with `Connection: close`, or its deadline.
         deadline = time.monotonic() + timeout
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(SWEEP_INTERVAL / 5)
@@ -342,6 +347,7 @@ class Connection(asyncio.Protocol):
         self.peer = peer
         self.state = State.HANDSHAKE
         self.task: asyncio.Task[None] | None = None
+        self.socket_taken = False
         self.transport: asyncio.Transport | None = None
         self.deadline: float | None = None
         self.idle_since = 0.0
@@ -356,6 +362,8 @@ class Connection(asyncio.Protocol):
         self._charged = 0
         self._request_bytes = 0
         self._paused: set[str] = set()
+        # The request in progress has a large (or chunked) body: see ByteBudget.
+        self._large = False
         self._backend: Backend | None = None
         self._response_head = bytearray()
         self._response_left = 0
@@ -375,9 +383,9 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._charged += len(data)
-        if not self.front.budget.charge(len(data)):
+        if not self.front.budget.charge(len(data), large=self._large):
             self._pause("budget")
-            self.front.budget.wait(self._budget_has_room)
+            self.front.budget.wait(self._budget_has_room, large=self._large)
         if self.state is State.BODY:
             data = self._read_body(data)
         if not data or self.state is State.CLOSED:
@@ -439,6 +447,9 @@ class Connection(asyncio.Protocol):
             None if request.content_length is not None else ChunkedBody(self.limits.max_body_bytes)
         )
         self._body_left = request.content_length or 0
+        self._large = (
+            request.content_length is None or request.content_length > self.limits.small_body_bytes
+        )
         self.state = State.BODY
         self.deadline = self._request_started + self.limits.request_timeout
         self._response_head.clear()
@@ -547,6 +558,7 @@ class Connection(asyncio.Protocol):
 
     def _response_done(self) -> None:
         self._request = None
+        self._large = False
         if self._close_after_response or self.state is not State.RESPONSE:
             self._close("")
             return

@@ -39,6 +39,8 @@ class EdgeLimits:
     max_body_bytes: int = 3 * MiB
     # Request bytes held at once, over all connections (in memory only, never on disk).
     max_buffered_bytes: int = 16 * MiB
+    # Bodies up to this size count as small: they may use the budget's reserve.
+    small_body_bytes: int = 64 * 1024
     # None: sized from the open-files limit.
     max_connections: int | None = None
     # While draining, a kept-alive connection idle this long is closed.
@@ -54,10 +56,10 @@ class EdgeLimits:
         for name in ("max_header_bytes", "max_body_bytes"):
             if getattr(self, name) < 1:
                 found.append(f"{name.replace('_', ' ')} must be at least 1")
-        if self.max_buffered_bytes < self.max_body_bytes + self.max_header_bytes:
+        if self.max_buffered_bytes * 3 // 4 < self.max_body_bytes + self.max_header_bytes:
             found.append(
-                "max buffered bytes must hold at least one whole request "
-                "(max body bytes plus max header bytes)"
+                "max buffered bytes must be at least 4/3 of one whole request "
+                "(max body bytes plus max header bytes): a quarter is kept for small requests"
             )
         if self.max_connections is not None and self.max_connections < 1:
             found.append("max connections must be at least 1")
@@ -88,29 +90,40 @@ class ByteBudget:
 
     Bytes are charged as they arrive and released when their response starts (by then
     waitress has read the request) or when their connection closes. Over the limit, a
-    connection stops reading and waits here until enough is released. Used only from
-    the event loop's thread, so it needs no lock.
+    connection stops reading and waits here until enough is released.
+
+    A quarter of the budget is kept for small requests (a Pod review is a few KB), so
+    that clients stalling in the middle of large bodies cannot keep reviews out: large
+    requests may use only the rest. Used only from the event loop's thread, so it
+    needs no lock.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.large_limit = limit - limit // 4
         self.used = 0
-        self._waiting: deque[Callable[[], None]] = deque()
+        self._waiting: dict[bool, deque[Callable[[], None]]] = {False: deque(), True: deque()}
 
-    def charge(self, size: int) -> bool:
-        """Count `size` more bytes; False when the budget is now exhausted."""
+    def charge(self, size: int, *, large: bool) -> bool:
+        """Count `size` more bytes; False when the budget for this kind is exhausted."""
         self.used += size
-        return self.used < self.limit
+        return self._has_room(large)
 
     def release(self, size: int) -> None:
         self.used -= size
-        while self._waiting and self.used < self.limit:
-            self._waiting.popleft()()
+        for large in (False, True):
+            waiting = self._waiting[large]
+            while waiting and self._has_room(large):
+                waiting.popleft()()
 
-    def wait(self, resume: Callable[[], None]) -> None:
-        """Call `resume` once the budget has room again."""
-        self._waiting.append(resume)
+    def wait(self, resume: Callable[[], None], *, large: bool) -> None:
+        """Call `resume` once the budget has room again for this kind of request."""
+        self._waiting[large].append(resume)
 
     def forget(self, resume: Callable[[], None]) -> None:
-        if resume in self._waiting:
-            self._waiting.remove(resume)
+        for waiting in self._waiting.values():
+            if resume in waiting:
+                waiting.remove(resume)
+
+    def _has_room(self, large: bool) -> bool:
+        return self.used < (self.large_limit if large else self.limit)

@@ -1,0 +1,361 @@
+"""The serving edge under hostile and careless clients: idle and stalled sockets,
+trickled heads, oversized and stalled bodies, the connection limit, and draining.
+
+Each test runs the real server (TLS front, waitress, Flask) on 127.0.0.1. Where the
+issue names a deadline for a legitimate client ("answered within 1 s"), the client's
+socket timeout is that deadline; nothing else here depends on timing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import logging
+import resource
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import pytest
+
+from app.config import ServerConfig
+from app.edge.limits import connection_limit
+from app.serving import WebhookServer
+from tests.unit.conftest import build_review, wait_for
+
+StartServer = Callable[..., WebhookServer]
+LEGITIMATE_DEADLINE = 1.0
+
+
+@pytest.fixture
+def start_server(server_config: ServerConfig) -> Iterator[StartServer]:
+    """Starts a server with some settings changed; stops it after the test."""
+    with ExitStack() as stack:
+
+        def start(**changes: Any) -> WebhookServer:
+            return stack.enter_context(WebhookServer(dataclasses.replace(server_config, **changes)))
+
+        yield start
+
+
+@pytest.fixture
+def sockets() -> Iterator[list[socket.socket]]:
+    """Client sockets the test opens; all closed afterwards."""
+    opened: list[socket.socket] = []
+    yield opened
+    for sock in opened:
+        sock.close()
+
+
+def need_open_files(count: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < count:
+        pytest.skip(f"needs {count} open files; the hard limit here is {hard}")
+    if soft < count:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def review_bytes(*, close: bool = False) -> bytes:
+    body = json.dumps(build_review()).encode()
+    head = (
+        "POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
+    )
+    return head.encode() + body
+
+
+def exchange(
+    server: WebhookServer, context: ssl.SSLContext, request: bytes, *, timeout: float = 10.0
+) -> http.client.HTTPResponse:
+    """A new TLS connection, one request, the whole response, within `timeout`."""
+    sock = context.wrap_socket(
+        socket.create_connection(server.address, timeout=timeout), server_hostname="127.0.0.1"
+    )
+    sock.sendall(request)
+    response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+    response.begin()
+    response.read()
+    sock.close()
+    return response
+
+
+def legitimate_review_is_answered(server: WebhookServer, context: ssl.SSLContext) -> None:
+    response = exchange(server, context, review_bytes(close=True), timeout=LEGITIMATE_DEADLINE)
+    assert response.status == 200
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(4096) == b""
+    except TimeoutError:
+        return False
+    except (ConnectionResetError, ssl.SSLError):
+        return True
+
+
+def test_a_review_is_answered_within_a_second_while_1000_idle_sockets_are_open(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    need_open_files(2600)
+    server = start_server()
+    sockets.extend(socket.create_connection(server.address) for _ in range(1000))
+
+    legitimate_review_is_answered(server, client_context)
+
+
+def test_a_review_is_answered_within_a_second_while_600_tls_clients_trickle_their_heads(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    need_open_files(2600)
+    server = start_server()
+    for _ in range(600):
+        trickler = client_context.wrap_socket(
+            socket.create_connection(server.address), server_hostname="127.0.0.1"
+        )
+        trickler.sendall(b"P")
+        sockets.append(trickler)
+    for trickler in sockets:
+        trickler.sendall(b"O")
+
+    legitimate_review_is_answered(server, client_context)
+
+
+def test_a_trickled_request_head_gets_408_at_the_header_deadline(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    server = start_server(header_timeout=0.5)
+    sock = client_context.wrap_socket(
+        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
+    )
+    sock.sendall(b"POST /mutate HTTP/1.1\r\nHost: web")
+
+    response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+    response.begin()
+
+    assert response.status == 408
+    assert response.getheader("Connection") == "close"
+    sock.close()
+
+
+def test_a_client_that_never_starts_its_handshake_is_closed_at_the_handshake_deadline(
+    start_server: StartServer, sockets: list[socket.socket]
+) -> None:
+    server = start_server(handshake_timeout=0.5)
+    silent = socket.create_connection(server.address, timeout=10)
+    sockets.append(silent)
+
+    assert closed_by_server(silent)
+
+
+def test_an_idle_kept_alive_connection_is_closed_at_the_idle_deadline(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    server = start_server(idle_timeout=0.5)
+    sock = client_context.wrap_socket(
+        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
+    )
+    sock.sendall(review_bytes())
+    response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+    response.begin()
+    response.read()
+
+    assert closed_by_server(sock)
+    sock.close()
+
+
+def test_at_the_connection_limit_sockets_that_never_handshake_are_shed_for_a_new_client(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server(max_connections=20)
+    sockets.extend(socket.create_connection(server.address) for _ in range(40))
+
+    legitimate_review_is_answered(server, client_context)
+    assert closed_by_server(sockets[0]), "the oldest idle socket was not the one shed"
+
+
+def test_at_the_connection_limit_a_client_with_a_request_in_flight_is_not_shed(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server(max_connections=2)
+    busy = client_context.wrap_socket(
+        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
+    )
+    sockets.append(busy)
+    request = review_bytes()
+    busy.sendall(request[:40])
+    sockets.extend(socket.create_connection(server.address) for _ in range(5))
+    legitimate_review_is_answered(server, client_context)
+
+    busy.sendall(request[40:])
+    response = http.client.HTTPResponse(busy)  # type: ignore[arg-type]
+    response.begin()
+
+    assert response.status == 200
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_one_and_logged_with_the_connection_limit(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pod_labeler.serving")
+    start_server()
+    serving = next(record for record in caplog.records if record.getMessage() == "serving")
+    logged = serving.fields  # type: ignore[attr-defined]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    assert soft == hard or hard == resource.RLIM_INFINITY
+    assert (logged["open_files_soft"], logged["open_files_hard"]) == (soft, hard)
+    assert logged["max_connections"] == connection_limit(soft, None)
+
+
+def test_a_content_length_over_the_cap_gets_413_before_the_body_is_sent(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    server = start_server(max_body_bytes=3 * 1024 * 1024, max_buffered_bytes=16 * 1024 * 1024)
+    head = (
+        "POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {5_500_000}\r\n\r\n"
+    ).encode()
+
+    response = exchange(server, client_context, head)
+
+    assert response.status == 413
+
+
+def test_a_chunked_body_over_the_cap_gets_413(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    server = start_server(max_body_bytes=1024, max_buffered_bytes=64 * 1024)
+    chunk = b"x" * 2048
+    request = (
+        b"POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + chunk + b"\r\n0\r\n\r\n"
+    )
+
+    assert exchange(server, client_context, request).status == 413
+
+
+def test_clients_stalled_in_large_bodies_cannot_keep_a_review_out(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    limit = 4 * 1024 * 1024
+    server = start_server(max_body_bytes=1024 * 1024, max_buffered_bytes=limit)
+    declared = 1024 * 1024
+    for _ in range(12):
+        stalled = client_context.wrap_socket(
+            socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
+        )
+        stalled.setblocking(False)
+        stalled.send(
+            b"POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {declared}\r\n\r\n".encode()
+        )
+        _send_what_fits(stalled, b"{" * (declared - 100))
+        sockets.append(stalled)
+
+    legitimate_review_is_answered(server, client_context)
+    assert server.buffered_bytes() <= limit + 12 * 64 * 1024
+
+
+def _send_what_fits(sock: ssl.SSLSocket, data: bytes) -> None:
+    """Send until the server stops reading (its budget is spent) or all is sent."""
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view[: 64 * 1024])
+        except (ssl.SSLWantWriteError, BlockingIOError):
+            return
+        view = view[sent:]
+
+
+@contextmanager
+def busy_clients(
+    server: WebhookServer, context: ssl.SSLContext, count: int
+) -> Iterator[dict[str, int]]:
+    """`count` threads posting reviews on kept-alive connections, reconnecting when the
+    server says `Connection: close`; counts what was sent, answered and lost."""
+    tally = {"sent": 0, "answered": 0, "lost": 0, "closes": 0}
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client() -> None:
+        connection: http.client.HTTPSConnection | None = None
+        while not stop.is_set():
+            if connection is None:
+                try:
+                    connection = http.client.HTTPSConnection(
+                        *server.address, context=context, timeout=10
+                    )
+                    connection.connect()
+                except OSError:
+                    connection = None  # the listener is closed: nothing was sent
+                    continue
+            with lock:
+                tally["sent"] += 1
+            try:
+                connection.request(
+                    "POST",
+                    "/mutate",
+                    body=json.dumps(build_review()),
+                    headers={"Content-Type": "application/json"},
+                )
+                response = connection.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    tally["lost"] += 1
+                connection.close()
+                connection = None
+                continue
+            with lock:
+                tally["answered"] += 1
+            if response.getheader("Connection") == "close":
+                with lock:
+                    tally["closes"] += 1
+                connection.close()
+                connection = None
+
+    threads = [threading.Thread(target=client) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield tally
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+
+
+def test_while_draining_every_response_closes_its_connection(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    server = start_server()
+    connection = http.client.HTTPSConnection(*server.address, context=client_context, timeout=10)
+    connection.request("GET", "/healthz")
+    assert connection.getresponse().read()
+
+    server.stop_being_ready()
+    connection.request("GET", "/healthz")
+    response = connection.getresponse()
+    response.read()
+
+    assert response.getheader("Connection") == "close"
+    connection.close()
+
+
+def test_16_busy_keep_alive_clients_lose_no_request_across_a_drain(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    server = start_server()
+    with busy_clients(server, client_context, 16) as tally:
+        wait_for(lambda: tally["answered"] > 200, "the clients to get going")
+        server.stop_being_ready()
+        wait_for(lambda: tally["closes"] >= 16, "every client to be told to close")
+        drained = server.shutdown()
+
+    assert drained
+    assert tally["lost"] == 0, tally
+    assert tally["sent"] == tally["answered"]
