@@ -65,6 +65,8 @@ ACCEPT_BATCH = 64
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
 # A response head from waitress is small; a larger one is a bug, not a response.
 MAX_RESPONSE_HEAD = 64 * 1024
+# What a refused client may still send before its connection is closed anyway.
+LINGER_BYTES = 256 * 1024
 # Bytes waiting to go to waitress before the client is paused.
 BACKEND_HIGH_WATER = 64 * 1024
 
@@ -371,6 +373,7 @@ class Connection(asyncio.Protocol):
         self._response_until_eof = False
         self._close_after_response = False
         self._close_reason = ""
+        self._linger_left = 0
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -382,6 +385,9 @@ class Connection(asyncio.Protocol):
         self._become_idle(self.limits.header_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self.state is State.CLOSED:
+            self._discard(len(data))
+            return
         self._charged += len(data)
         if not self.front.budget.charge(len(data), large=self._large):
             self._pause("budget")
@@ -607,6 +613,11 @@ class Connection(asyncio.Protocol):
 
     def expire(self) -> None:
         """The deadline passed."""
+        if self.state is State.CLOSED:  # the end of a lingering close
+            self.deadline = None
+            if self.transport is not None:
+                self.transport.close()
+            return
         if self.state is State.IDLE:
             if self._bytes_waiting():
                 self.deadline = None  # a request is arriving: data_received follows
@@ -639,9 +650,25 @@ class Connection(asyncio.Protocol):
             "request refused by the front",
             extra=fields(peer=self.peer, code=status, error=message),
         )
-        if self.transport is not None and not self._response_started:
-            self.transport.write(error_response(status, message))
-        self._close(reason)
+        if self.transport is None or self._response_started:
+            self._close(reason)
+            return
+        self.transport.write(error_response(status, message))
+        self._linger(reason)
+
+    def _linger(self, reason: str) -> None:
+        """Close after the client has stopped sending, as Go's server does: a client
+        still writing its request would otherwise get a reset instead of our answer.
+        What it sends meanwhile is dropped, up to a limit and a deadline."""
+        self._close_reason = self._close_reason or reason
+        self.closed(self._close_reason)
+        self._linger_left = LINGER_BYTES
+        self.deadline = time.monotonic() + self.limits.drain_idle_timeout
+
+    def _discard(self, size: int) -> None:
+        self._linger_left -= size
+        if self._linger_left <= 0 and self.transport is not None:
+            self.transport.close()
 
     def shed(self) -> None:
         """Make room for a new connection: only called on handshaking or idle ones."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry
 
 from app.certificates import CertificateError, CertificateWatcher, not_after
@@ -133,3 +134,25 @@ def test_a_bad_pair_at_startup_raises_naming_both_files(
     with pytest.raises(CertificateError, match=r"tls\.crt.*tls\.key"):
         reloader.load()
     assert not reloader.loaded
+
+
+def test_a_key_that_needs_a_passphrase_fails_with_a_clear_error_and_never_prompts(
+    secret: MountedSecret, first_pair: KeyPair
+) -> None:
+    key = serialization.load_pem_private_key(first_pair.key_pem, password=None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    secret.write(first_pair.cert_pem, encrypted)
+    watcher = CertificateWatcher(secret.cert_path, secret.key_path)
+
+    with pytest.raises(CertificateError, match="the private key is encrypted"):
+        watcher.load()
+
+
+def test_stopping_the_watcher_returns_even_if_it_was_never_started(
+    secret: MountedSecret,
+) -> None:
+    CertificateWatcher(secret.cert_path, secret.key_path).stop()

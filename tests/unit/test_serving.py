@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import queue
+import resource
 import signal
 import socket
 import ssl
@@ -338,7 +339,11 @@ def test_readyz_fails_once_shutdown_has_begun(server: WebhookServer, open_tls: O
 class ServerProcess:
     """`python -m app.main serve` in a subprocess, with its JSON log lines collected."""
 
-    def __init__(self, secret: MountedSecret, *extra: str) -> None:
+    def __init__(self, secret: MountedSecret, *extra: str, open_files: int | None = None) -> None:
+        def limit_open_files() -> None:
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "app.main", "serve"),
@@ -348,6 +353,7 @@ class ServerProcess:
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=limit_open_files,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.logs: list[dict[str, Any]] = []
@@ -474,3 +480,29 @@ def test_an_invalid_label_stops_the_real_command_with_status_2(secret: MountedSe
 
     assert status == 2
     assert "invalid label key 'bad key'" in "".join(server.lines.queue)
+
+
+def test_a_flood_of_sockets_under_a_low_open_files_limit_stops_neither_service_nor_the_log(
+    secret: MountedSecret, client_context: ssl.SSLContext
+) -> None:
+    process = ServerProcess(secret, "--shutdown-delay=0", open_files=128)
+    flood: list[socket.socket] = []
+    try:
+        host, port = process.address
+        flood.extend(socket.create_connection((host, port)) for _ in range(300))
+        with tls_socket((host, port), client_context) as legitimate:
+            legitimate.settimeout(1.0)
+            legitimate.sendall(request_bytes(build_review()))
+            status, _ = read_response(legitimate)
+        process.wait_for_log("serving")
+        accept_failures = [
+            log for log in process.logs if log.get("msg") == "cannot accept connections"
+        ]
+    finally:
+        for sock in flood:
+            sock.close()
+        process.stop()
+
+    assert status == 200
+    assert len(accept_failures) <= 1
+    assert not any("Traceback" in str(log.get("msg")) for log in process.logs)

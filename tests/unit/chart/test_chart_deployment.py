@@ -34,8 +34,42 @@ def test_args_carry_the_tls_files_the_port_and_the_default_label(render):
         "--tls-cert=/tls/tls.crt",
         "--tls-key=/tls/tls.key",
         "--port=8443",
+        "--handshake-timeout=5",
+        "--header-timeout=5",
+        "--request-timeout=30",
+        "--idle-timeout=60",
+        "--max-buffered-bytes=16777216",
+        "--max-connections=0",
         "--label=environment=production",
     ]
+
+
+def test_the_edge_limits_reach_the_server(render):
+    values = {
+        "serving": {
+            "handshakeTimeout": 2,
+            "headerTimeout": 3.5,
+            "requestTimeout": 20,
+            "idleTimeout": 90,
+            "maxBufferedBytes": 33554432,
+            "maxConnections": 5000,
+        }
+    }
+
+    args = container(render(values=values))["args"]
+
+    assert {
+        "--handshake-timeout=2",
+        "--header-timeout=3.5",
+        "--request-timeout=20",
+        "--idle-timeout=90",
+        "--max-buffered-bytes=33554432",
+        "--max-connections=5000",
+    } <= set(args)
+
+
+def test_a_buffer_budget_too_small_for_one_request_fails_at_install(render_error):
+    assert "maxBufferedBytes" in render_error(values={"serving": {"maxBufferedBytes": 1024}})
 
 
 def test_label_override_is_passed_to_the_server(render):

@@ -1,0 +1,71 @@
+"""The edge's limits: the connection limit from open files, and the byte budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.edge.limits import (
+    FILES_PER_CONNECTION,
+    RESERVED_FILES,
+    ByteBudget,
+    EdgeLimits,
+    connection_limit,
+)
+
+
+def test_the_connection_limit_leaves_three_files_per_connection_and_a_reserve() -> None:
+    assert connection_limit(1024, None) == (1024 - RESERVED_FILES) // FILES_PER_CONNECTION
+
+
+def test_a_configured_connection_limit_never_exceeds_what_the_open_files_allow() -> None:
+    assert connection_limit(1024, 100_000) == connection_limit(1024, None)
+    assert connection_limit(1024, 10) == 10
+
+
+def test_small_requests_may_use_the_reserve_that_large_ones_may_not() -> None:
+    budget = ByteBudget(400)
+
+    assert budget.charge(299, large=True)
+    assert not budget.charge(1, large=True)
+    assert budget.charge(99, large=False)
+
+
+def test_a_waiting_connection_resumes_once_enough_is_released() -> None:
+    budget = ByteBudget(400)
+    resumed: list[str] = []
+    budget.charge(400, large=False)
+    budget.wait(lambda: resumed.append("small"), large=False)
+    budget.wait(lambda: resumed.append("large"), large=True)
+
+    budget.release(10)
+    assert resumed == ["small"]
+    budget.release(100)
+    assert resumed == ["small", "large"]
+
+
+def test_a_forgotten_waiter_is_not_resumed() -> None:
+    budget = ByteBudget(100)
+    resumed: list[str] = []
+    budget.charge(100, large=False)
+    waiter = lambda: resumed.append("x")  # noqa: E731
+    budget.wait(waiter, large=False)
+    budget.forget(waiter)
+
+    budget.release(100)
+
+    assert resumed == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"header_timeout": 0}, "header timeout must be greater than 0"),
+        ({"max_body_bytes": 0}, "max body bytes must be at least 1"),
+        ({"max_buffered_bytes": 1024}, "max buffered bytes must be at least 4/3"),
+        ({"max_connections": 0}, "max connections must be at least 1"),
+    ],
+)
+def test_unusable_limits_are_named(changes: dict[str, float], problem: str) -> None:
+    problems = EdgeLimits(**changes).problems()  # type: ignore[arg-type]
+
+    assert any(found.startswith(problem) for found in problems), problems
