@@ -394,7 +394,8 @@ class Connection(asyncio.Protocol):
             self.front.budget.wait(self._budget_has_room, large=self._large)
         if self.state is State.BODY:
             data = self._read_body(data)
-        if not data or self.state is State.CLOSED:
+        # (_read_body may have refused the request and closed the connection.)
+        if not data or self.closing:
             return
         self._inbuf += data
         if self.state is State.IDLE:
@@ -408,6 +409,10 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed(self._close_reason)
         self.front.forget(self)
+
+    @property
+    def closing(self) -> bool:
+        return self.state is State.CLOSED
 
     def pause_writing(self) -> None:
         if self._backend is not None:
