@@ -27,6 +27,7 @@ the next handshake: the swap is a reference read (see `app.certificates`).
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import errno
 import logging
@@ -52,6 +53,15 @@ from app.edge.limits import ByteBudget, EdgeLimits
 from app.logs import fields
 
 log = logging.getLogger("pod_labeler.front")
+
+# asyncio gives every TLS connection a 256 KiB read buffer, allocated and zeroed up
+# front: 1,000 kept-alive connections would hold 256 MiB, enough for an out-of-memory
+# kill under the chart's limit. A TLS record is at most 16 KiB, so 32 KiB loses
+# nothing but a few reads of large bodies. This class attribute is the one setting
+# of asyncio's TLS that has no public knob; if a release drops it, only memory grows.
+TLS_READ_BUFFER = 32 * 1024
+if hasattr(asyncio.sslproto.SSLProtocol, "max_size"):
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 # How often deadlines are checked: their resolution.
 SWEEP_INTERVAL = 0.25
@@ -252,22 +262,47 @@ class Front:
     async def _handshake(
         self, connection: Connection, listener: Listener, sock: socket.socket
     ) -> None:
-        # From here asyncio's transport owns the socket and closes it: closing it here
-        # too could close a descriptor number already reused by the next accept.
-        connection.socket_taken = True
+        started = time.monotonic()
         try:
+            if listener.context is not None:
+                # TLS state (and asyncio's read buffer) is made only once the client
+                # speaks: a socket that never sends costs a descriptor, nothing more.
+                async with asyncio.timeout(self.limits.handshake_timeout):
+                    await self._readable(sock)
+            # From here asyncio's transport owns the socket and closes it: closing it
+            # here too could close a descriptor number the next accept already reuses.
+            connection.socket_taken = True
             await self.loop.connect_accepted_socket(
                 lambda: connection,
                 sock,
                 ssl=listener.context() if listener.context else None,
-                ssl_handshake_timeout=self.limits.handshake_timeout if listener.context else None,
+                ssl_handshake_timeout=max(
+                    0.001, self.limits.handshake_timeout - (time.monotonic() - started)
+                )
+                if listener.context
+                else None,
                 ssl_shutdown_timeout=self.limits.drain_idle_timeout if listener.context else None,
             )
-        except (OSError, ssl.SSLError) as error:
+        except (OSError, ssl.SSLError) as error:  # TimeoutError included
+            if not connection.socket_taken:
+                sock.close()
             # Load balancers and TCP probes end here too; a wrong caBundle as well.
             log.debug("handshake failed", extra=fields(peer=connection.peer, error=str(error)))
             connection.closed("handshake")
             self.forget(connection)
+
+    async def _readable(self, sock: socket.socket) -> None:
+        readable: asyncio.Future[None] = self.loop.create_future()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        self.loop.add_reader(sock.fileno(), ready)
+        try:
+            await readable
+        finally:
+            self.loop.remove_reader(sock.fileno())
 
     def _handshake_cancelled(self, connection: Connection, sock: socket.socket) -> None:
         if not connection.socket_taken:  # cancelled before it started
@@ -465,11 +500,11 @@ class Connection(asyncio.Protocol):
         self.deadline = self._request_started + self.limits.request_timeout
         self._response_head.clear()
         self._response_started = False
-        self._to_backend(head)
-        self._inbuf += self._read_body(rest)
+        # One write for the head and what came of the body with it: one send.
+        self._inbuf += self._read_body(rest, head=head)
 
-    def _read_body(self, data: bytes) -> bytes:
-        """Relay the part of `data` that belongs to the body; return the rest."""
+    def _read_body(self, data: bytes, *, head: bytes = b"") -> bytes:
+        """Relay (after `head`) the part of `data` that belongs to the body; return the rest."""
         try:
             if self._chunked is not None:
                 used = self._chunked.feed(data)
@@ -481,9 +516,9 @@ class Connection(asyncio.Protocol):
         except FramingError as error:
             self._refuse(error.status, str(error))
             return b""
-        if used:
-            self._request_bytes += used
-            self._to_backend(data if used == len(data) else data[:used])
+        self._request_bytes += used
+        if head or used:
+            self._to_backend(head + (data if used == len(data) else data[:used]))
         if done and self.state is State.BODY:
             self.state = State.RESPONSE
         return data[used:]
@@ -543,8 +578,8 @@ class Connection(asyncio.Protocol):
         if close:
             head = with_connection_close(head)
         self._close_after_response = close
-        self.transport.write(head)
         if response.content_length is None:
+            self.transport.write(head)
             # No framing to follow: relay until waitress closes, then close too.
             self._response_until_eof = True
             if self._backend is not None:
@@ -552,11 +587,12 @@ class Connection(asyncio.Protocol):
             if rest:
                 self.transport.write(rest)
             return
-        self._response_left = response.content_length
+        # One write for the head and the body that came with it: one TLS record.
+        body = rest[: response.content_length]
+        self.transport.write(head + body)
+        self._response_left = response.content_length - len(body)
         if self._response_left == 0:
             self._response_done()
-        elif rest:
-            self._relay_response_body(rest)
 
     def _relay_response_body(self, data: bytes) -> bytes:
         assert self.transport is not None
