@@ -7,7 +7,9 @@
 # Each tool is skipped when .cache/bin already holds it at the pinned version,
 # so a second run takes seconds.
 #
-# Usage: hack/install.sh [python|go|all]   (default: all)
+#   - wrk for the benchmarks, from the distribution's packages.
+#
+# Usage: hack/install.sh [python|go|bench|all]   (default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -163,6 +165,18 @@ build_helm() {
   stamp helm "$want"
 }
 
+# wrk drives bench/server.py. It is a C program with no Go module, so it comes
+# from the distribution's package (Debian/Ubuntu); only the benchmarks need it.
+install_bench_tools() {
+  command -v wrk >/dev/null && { log "wrk already installed"; return; }
+  if command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >/dev/null; }
+  else
+    log "wrk is needed for bench/server.py: install it with your package manager"; exit 1
+  fi
+}
+
 install_go() {
   command -v go >/dev/null || { log "go is required (see README)"; exit 1; }
   timed etcd build_etcd
@@ -175,6 +189,7 @@ install_go() {
 case "${1:-all}" in
   python) timed python install_python ;;
   go) install_go ;;
-  all) timed python install_python; install_go ;;
-  *) echo "usage: $0 [python|go|all]" >&2; exit 2 ;;
+  bench) timed wrk install_bench_tools ;;
+  all) timed python install_python; install_go; timed wrk install_bench_tools ;;
+  *) echo "usage: $0 [python|go|bench|all]" >&2; exit 2 ;;
 esac
