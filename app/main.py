@@ -21,17 +21,10 @@ from typing import Any
 
 import yaml
 
-from app.admission import InvalidReview
+from app.admission import InvalidPolicy, InvalidReview, LabelPolicy
+from app.admission.policy import DEFAULT_LABELS, parse_label, parse_label_list
 from app.admission.simulate import simulate
-from app.config import (
-    DEFAULT_LABELS,
-    LOG_LEVELS,
-    ConfigError,
-    LabelPolicy,
-    ServerConfig,
-    parse_label,
-    parse_label_list,
-)
+from app.config import LOG_LEVELS, ConfigError, ServerConfig
 from app.logs import configure
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -231,7 +224,7 @@ class _Settings:
             else:
                 labels = DEFAULT_LABELS
             return LabelPolicy(labels=labels, overwrite=self.overwrite())
-        except ConfigError as error:
+        except InvalidPolicy as error:
             self.parser.error(str(error))
 
     def server_config(self) -> ServerConfig:

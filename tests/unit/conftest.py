@@ -17,7 +17,8 @@ from flask.testing import FlaskClient
 from hypothesis import settings
 from prometheus_client import CollectorRegistry
 
-from app.config import LabelPolicy, ServerConfig
+from app.admission.policy import LabelPolicy
+from app.config import ServerConfig
 from app.http import create_app
 from app.metrics import Metrics
 from app.serving import WebhookServer

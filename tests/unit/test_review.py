@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.admission import InvalidReview, Outcome, review
 from app.admission.decode import ADMISSION_V1BETA1
-from app.config import LabelPolicy, label_key_problem
+from app.admission.policy import LabelPolicy, label_key_problem
 from tests.unit.conftest import UID, ReviewFactory
 
 OWNER = LabelPolicy(labels=(("environment", "production"), ("example.com/owner", "team-a")))
