@@ -11,13 +11,13 @@ import urllib.request
 from pathlib import Path
 
 from localcp import kube, network, procs
-from localcp.kubelet import EMPTY_DIRS
 from localcp.layout import (
     APISERVER_PORT,
     APISERVER_URL,
     BIN,
     BRIDGE_ADDRESS,
     CERT_MANAGER_NAMESPACE,
+    EMPTY_DIRS,
     ETCD_CLIENT_URL,
     ETCD_PEER_URL,
     FILES,
@@ -268,7 +268,7 @@ def _webhook_labels_a_pod() -> bool:
 def _webhook_log_tails(lines: int = 15) -> str:
     """The webhook Pods' own logs, which say why a server would not start."""
     tails = []
-    for path in sorted(FILES.logs.glob("webhook-*.log")):
+    for path in FILES.pod_logs():
         text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         tails.append(f"--- {path.name} ---\n{text}")
     return "\n".join(tails) or "(no webhook logs)"
