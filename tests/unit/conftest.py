@@ -23,7 +23,7 @@ from app.http import create_app
 from app.metrics import Metrics
 from app.serving import WebhookServer
 from bench.certs import CertificateAuthority, KeyPair
-from localcp.kubelet import write_secret_volume
+from localcp.volumes import write_secret_volume
 
 # No per-example deadline: a loaded CI machine must not turn into a failing test.
 settings.register_profile("unit", deadline=None)

@@ -19,6 +19,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.strategies import labels_around
+
 celpy = pytest.importorskip("celpy", reason="cel-python is not installed (requirements-dev.txt)")
 celtypes = pytest.importorskip("celpy.celtypes")
 
@@ -145,25 +147,23 @@ def test_only_the_labels_change(mutate):
     assert after == before
 
 
-LABEL_KEYS = st.sampled_from(
-    ["environment", "tier", "app", "example.com/team", "example.com/owner", "a.b/c", "x_y-z"]
-)
-LABEL_VALUES = st.sampled_from(["", "production", "staging", "payments", "backend", "1"])
+# What a Pod may bring: valid labels that often share a key, or a value, with ours.
+POD_LABELS = labels_around(OURS)
 
 
-@given(st.none() | st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=6))
+@given(st.none() | POD_LABELS)
 def test_with_overwrite_a_pod_ends_with_its_labels_and_ours_on_top(mutate, labels):
     _, patched = mutate(overwrite=True)(pod(labels))
     assert patched["metadata"]["labels"] == {**(labels or {}), **OURS}
 
 
-@given(st.none() | st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=6))
+@given(st.none() | POD_LABELS)
 def test_without_overwrite_a_pod_keeps_every_label_it_has_and_gains_the_missing(mutate, labels):
     _, patched = mutate(overwrite=False)(pod(labels))
     assert patched["metadata"]["labels"] == {**OURS, **(labels or {})}
 
 
-@given(st.none() | st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=6), st.booleans())
+@given(st.none() | POD_LABELS, st.booleans())
 def test_the_patch_is_idempotent_so_reinvocation_changes_nothing(mutate, labels, overwrite):
     _, once = mutate(overwrite=overwrite)(pod(labels))
     ops, twice = mutate(overwrite=overwrite)(once)

@@ -1,11 +1,11 @@
-"""The local kubelet stand-in's pure parts: container paths and Secret projection."""
+"""The local kubelet stand-in's volumes: container paths and Secret projection."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from localcp.kubelet import rewrite_path, write_secret_volume
+from localcp.volumes import rewrite_path, write_secret_volume
 
 MOUNTS = {"/tls": Path("/work/pods/ab/tls"), "/tmp": Path("/run/localcp/ab/tmp")}
 
