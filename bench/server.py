@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.certs import CertificateAuthority
+from tests.certs import CertificateAuthority
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = (1, 8)

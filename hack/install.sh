@@ -41,7 +41,9 @@ install_python() {
     return
   fi
   log "creating .venv from requirements-dev.txt"
-  python3 -m venv "$root/.venv"
+  # --clear: a package dropped from the requirements must not linger in an old venv
+  # (a stale pytest plugin would still load).
+  python3 -m venv --clear "$root/.venv"
   "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements-dev.txt" -c "$root/constraints.txt"
   echo "$want" >"$root/.venv/.requirements.sha256"
 }

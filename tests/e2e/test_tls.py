@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from bench.certs import CertificateAuthority
+from tests.certs import CertificateAuthority
 from tests.e2e.cluster import Cluster, ContinuousPodCreation, unique, wait_for
 from tests.e2e.release import Release
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from localcp.volumes import rewrite_path, write_secret_volume
+from tests.unit.conftest import MountedSecret
 
 MOUNTS = {"/tls": Path("/work/pods/ab/tls"), "/tmp": Path("/run/localcp/ab/tmp")}
 
@@ -55,3 +56,23 @@ def test_an_unchanged_secret_is_not_written_again(tmp_path: Path) -> None:
     write_secret_volume(tmp_path, {"tls.crt": b"cert-1"}, 0o644)
 
     assert not write_secret_volume(tmp_path, {"tls.crt": b"cert-1"}, 0o644)
+
+
+def test_a_secret_is_laid_out_as_the_server_tests_expect_kubelet_to(tmp_path: Path) -> None:
+    expected = MountedSecret(tmp_path / "expected")
+    expected.write(b"cert-1", b"key-1")
+
+    write_secret_volume(tmp_path / "ours", {"tls.crt": b"cert-1", "tls.key": b"key-1"}, 0o600)
+
+    def layout(root: Path) -> dict[str, tuple[str, bytes, int]]:
+        return {
+            name: (
+                os.readlink(root / name),
+                (root / name).read_bytes(),
+                (root / name).stat().st_mode,
+            )
+            for name in ("tls.crt", "tls.key")
+        }
+
+    assert layout(tmp_path / "ours") == layout(expected.root)
+    assert (tmp_path / "ours" / "..data").is_symlink()
