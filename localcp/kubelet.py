@@ -7,6 +7,8 @@ namespace and label selector (the chart's) what kubelet would do:
 - binds the selected Pending Pods to that Node (the scheduler's one job here);
 - runs each Pod's container command, args and env as a process in a network
   namespace of its own, with an address of its own that it reports as the Pod IP;
+  a `hostNetwork` Pod runs in the host's namespace instead, and its Pod IP is the
+  node's address (the bridge's, which the API server on this host reaches);
 - mounts Secret volumes as kubelet does: files behind a `..data` symlink swapped
   atomically when the Secret changes (how cert-manager's renewals reach the server),
   and emptyDir volumes as fresh directories; mount paths in args and env are
@@ -77,6 +79,7 @@ class Container:
     readiness_path: str
     readiness_port: int
     probe_period: float
+    host_network: bool = False
 
 
 def _port_number(port: int | str, ports: dict[str, int]) -> int:
@@ -112,6 +115,7 @@ def read_container(pod: dict[str, Any]) -> Container:
         readiness_path=probe.get("path", "/readyz"),
         readiness_port=_port_number(probe.get("port", next(iter(ports.values()))), ports),
         probe_period=float(readiness.get("periodSeconds", 10)),
+        host_network=bool(spec.get("hostNetwork", False)),
     )
 
 
@@ -188,7 +192,8 @@ class RunningPod:
 
     @property
     def address(self) -> str:
-        return network.pod_address(self.slot)
+        """The Pod IP: its own, or with hostNetwork the node's."""
+        return BRIDGE_ADDRESS if self.container.host_network else network.pod_address(self.slot)
 
     @property
     def directory(self) -> Path:
@@ -418,7 +423,13 @@ class Kubelet:
         return True
 
     def start(self, uid: str, name: str, slot: int, container: Container) -> RunningPod:
-        netns = network.ensure_pod_network(slot)
+        # hostNetwork: the host's namespace, where the server's ports are the node's.
+        # Two such Pods with the same ports clash here as on a real node.
+        enter = (
+            []
+            if container.host_network
+            else ["ip", "netns", "exec", network.ensure_pod_network(slot)]
+        )
         mounts = {v.mount_path: volume_directory(uid, v) for v in container.volumes}
         command = [rewrite_path(arg, mounts) for arg in container.command]
         env = {
@@ -435,21 +446,22 @@ class Kubelet:
         FILES.logs.mkdir(parents=True, exist_ok=True)
         with (FILES.logs / f"webhook-{name}.log").open("ab") as out:
             process = subprocess.Popen(
-                ["ip", "netns", "exec", netns, *command],
+                [*enter, *command],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        running = RunningPod(uid, name, slot, container, process)
         log.info(
             "pod %s started at %s (pid %d): %s",
             name,
-            network.pod_address(slot),
+            running.address,
             process.pid,
             " ".join(command),
         )
-        return RunningPod(uid, name, slot, container, process)
+        return running
 
     def terminate(self, pod: dict[str, Any]) -> None:
         """A deleted Pod: SIGTERM its container once, and remove the Pod when the

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from localcp.kubelet import rewrite_path, write_secret_volume
+from localcp import network
+from localcp.kubelet import RunningPod, read_container, rewrite_path, write_secret_volume
+from localcp.layout import BRIDGE_ADDRESS
 
 MOUNTS = {"/tls": Path("/work/pods/ab/tls"), "/tmp": Path("/run/localcp/ab/tmp")}
 
@@ -55,3 +57,33 @@ def test_an_unchanged_secret_is_not_written_again(tmp_path: Path) -> None:
     write_secret_volume(tmp_path, {"tls.crt": b"cert-1"}, 0o644)
 
     assert not write_secret_volume(tmp_path, {"tls.crt": b"cert-1"}, 0o644)
+
+
+def _pod(**spec: object) -> dict[str, object]:
+    container = {
+        "name": "server",
+        "command": ["python"],
+        "ports": [{"name": "https", "containerPort": 10443}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "https"}},
+    }
+    return {"spec": {"containers": [container], **spec}}
+
+
+def test_a_host_network_pod_runs_on_the_node_address() -> None:
+    container = read_container(_pod(hostNetwork=True))
+    running = RunningPod("uid", "name", 3, container, process=None)  # type: ignore[arg-type]
+
+    assert container.host_network
+    assert running.address == BRIDGE_ADDRESS
+
+
+def test_a_pod_gets_the_address_of_its_own_network_namespace_by_default() -> None:
+    container = read_container(_pod())
+    running = RunningPod("uid", "name", 3, container, process=None)  # type: ignore[arg-type]
+
+    assert not container.host_network
+    assert running.address == network.pod_address(3) != BRIDGE_ADDRESS
+
+
+def test_the_readiness_probe_port_follows_the_named_container_port() -> None:
+    assert read_container(_pod()).readiness_port == 10443
