@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from app.metrics import Metrics
-
-promql_parser = pytest.importorskip(
-    "promql_parser", reason="promql-parser is not installed (requirements-dev.txt)"
-)
+from tests.promql import PROMETHEUS_SERIES, series_in
 
 EVERYTHING_ON = (
     "metrics.serviceMonitor.enabled=true",
@@ -24,8 +20,6 @@ EVERYTHING_ON = (
     "metrics.dashboard.enabled=true",
 )
 SELECTOR = {"app.kubernetes.io/name": "pod-labeler", "app.kubernetes.io/instance": "webhook"}
-# Series Prometheus makes itself for every target, rather than the server.
-PROMETHEUS_SERIES = {"up"}
 # What each metric type exports in the text format, after its family name.
 SUFFIXES = {
     "counter": ("_total",),
@@ -43,28 +37,6 @@ def exported_series() -> set[str]:
     return {
         family.name + suffix for family in registry.collect() for suffix in SUFFIXES[family.type]
     }
-
-
-def series_in(expression: str) -> set[str]:
-    """The metric names a PromQL expression selects, from its parse tree. Grafana's
-    `$__rate_interval` is not PromQL: it is given a duration first."""
-    tree = promql_parser.parse(expression.replace("$__rate_interval", "5m"))
-    return {selector.name for selector in _vector_selectors(tree)}
-
-
-def _vector_selectors(node: Any) -> Iterator[Any]:
-    if isinstance(node, promql_parser.VectorSelector):
-        yield node
-        return
-    if isinstance(node, promql_parser.MatrixSelector):
-        yield node.vector_selector
-        return
-    for attribute in ("expr", "lhs", "rhs", "param"):
-        child = getattr(node, attribute, None)
-        if child is not None:
-            yield from _vector_selectors(child)
-    for argument in getattr(node, "args", None) or ():
-        yield from _vector_selectors(argument)
 
 
 def alert_rules(manifests: Any) -> dict[str, dict[str, Any]]:
