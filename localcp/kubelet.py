@@ -7,6 +7,8 @@ namespace and label selector (the chart's) what kubelet would do:
 - binds the selected Pending Pods to that Node (the scheduler's one job here);
 - runs each Pod's container command, args and env as a process in a network
   namespace of its own, with an address of its own that it reports as the Pod IP;
+  a `hostNetwork` Pod runs in the host's namespace instead, and its Pod IP is the
+  node's address (the bridge's, which the API server on this host reaches);
 - mounts Secret volumes as kubelet does: files behind a `..data` symlink swapped
   atomically when the Secret changes (how cert-manager's renewals reach the server),
   and emptyDir volumes as fresh directories; mount paths in args and env are

@@ -29,6 +29,7 @@ class Container:
     readiness_path: str
     readiness_port: int
     probe_period: float
+    host_network: bool = False
 
 
 def _port_number(port: int | str, ports: dict[str, int]) -> int:
@@ -68,4 +69,5 @@ def read_container(pod: dict[str, Any]) -> Container:
         readiness_path=probe.get("path", "/readyz"),
         readiness_port=_port_number(probe.get("port", next(iter(ports.values()))), ports),
         probe_period=float(readiness.get("periodSeconds", 10)),
+        host_network=bool(spec.get("hostNetwork", False)),
     )

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from localcp import network, volumes
-from localcp.layout import FILES, ROOT, VENV_BIN
+from localcp.layout import BRIDGE_ADDRESS, FILES, ROOT, VENV_BIN
 from localcp.podspec import Container
 
 log = logging.getLogger("localcp.kubelet")
@@ -39,7 +39,8 @@ class RunningPod:
 
     @property
     def address(self) -> str:
-        return network.pod_address(self.slot)
+        """The Pod IP: its own, or with hostNetwork the node's."""
+        return BRIDGE_ADDRESS if self.container.host_network else network.pod_address(self.slot)
 
     @property
     def alive(self) -> bool:
@@ -47,7 +48,11 @@ class RunningPod:
 
 
 def start(uid: str, name: str, slot: int, container: Container) -> RunningPod:
-    netns = network.ensure_pod_network(slot)
+    # hostNetwork: the host's namespace, where the server's ports are the node's.
+    # Two such Pods with the same ports clash here as on a real node.
+    enter = (
+        [] if container.host_network else ["ip", "netns", "exec", network.ensure_pod_network(slot)]
+    )
     mounts = volumes.mounts(uid, container)
     command = [volumes.rewrite_path(arg, mounts) for arg in container.command]
     env = {
@@ -64,21 +69,22 @@ def start(uid: str, name: str, slot: int, container: Container) -> RunningPod:
     FILES.logs.mkdir(parents=True, exist_ok=True)
     with FILES.pod_log(name).open("ab") as out:
         process = subprocess.Popen(
-            ["ip", "netns", "exec", netns, *command],
+            [*enter, *command],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    running = RunningPod(uid, name, slot, container, process)
     log.info(
         "pod %s started at %s (pid %d): %s",
         name,
-        network.pod_address(slot),
+        running.address,
         process.pid,
         " ".join(command),
     )
-    return RunningPod(uid, name, slot, container, process)
+    return running
 
 
 # kubelet does not verify the serving certificate of an HTTPS probe. One context

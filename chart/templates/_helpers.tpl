@@ -200,3 +200,70 @@ matchLabels:
 matchExpressions:
   {{- toYaml $expressions | nindent 2 }}
 {{- end }}
+
+{{/*
+The admission and metrics ports are two listeners of one process (and, with hostNetwork,
+two ports of the node): they must differ. The schema checks each is a port number.
+*/}}
+{{- define "pod-labeler.checkPorts" -}}
+{{- if eq (int .Values.containerPort) (int .Values.metrics.port) }}
+{{- fail (printf "containerPort and metrics.port are both %d: the server listens on each, so they must differ" (int .Values.containerPort)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the API server honours a webhook's matchConditions: GA in Kubernetes 1.30, the
+release that also made admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy GA.
+helm's Capabilities list that API (group/version/Kind) only when asked of a cluster that
+serves it, or when `helm template` is given --api-versions: without either, "false", so
+that a render for an unknown cluster never carries a field an older API server rejects.
+*/}}
+{{- define "pod-labeler.matchConditionsAPI" -}}
+admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy
+{{- end }}
+
+{{- define "pod-labeler.matchConditionsServed" -}}
+{{- ternary "true" "false" (.Capabilities.APIVersions.Has (include "pod-labeler.matchConditionsAPI" .)) }}
+{{- end }}
+
+{{/*
+A CEL expression, true when the webhook would change the Pod under the release's labels
+and overwrite rule, so the API server calls it only then. With overwrite: unless every
+label is there with our value. Without: unless every key is there. A match condition
+that errors follows failurePolicy (Fail refuses the Pod), so it must never error: `has()`
+guards the label map, which is left out of a Pod without labels, and `&&` stops at a
+missing key before the index could fail. Keys and values are JSON strings, which are
+also CEL string literals.
+*/}}
+{{- define "pod-labeler.needsLabelsCEL" -}}
+{{- $terms := list "has(object.metadata.labels)" }}
+{{- range (include "pod-labeler.podLabelPairs" . | fromYamlArray) }}
+{{- $pair := splitn "=" 2 . }}
+{{- $key := toJson $pair._0 }}
+{{- $terms = append $terms (printf "%s in object.metadata.labels" $key) }}
+{{- if $.Values.overwrite }}
+{{- $terms = append $terms (printf "object.metadata.labels[%s] == %s" $key (toJson $pair._1)) }}
+{{- end }}
+{{- end }}
+{{- printf "!(%s)" (join "\n  && " $terms) }}
+{{- end }}
+
+{{/*
+The webhook's matchConditions: the chart's (webhook.skipLabelledPods), then the user's.
+Empty where the cluster does not serve them; the user's own then fail the install rather
+than be dropped (dropping one would send the webhook Pods it was meant to skip).
+*/}}
+{{- define "pod-labeler.matchConditions" -}}
+{{- $conditions := list }}
+{{- if .Values.webhook.skipLabelledPods }}
+{{- $conditions = append $conditions (dict "name" "pod-lacks-a-release-label" "expression" (include "pod-labeler.needsLabelsCEL" .)) }}
+{{- end }}
+{{- $conditions = concat $conditions .Values.webhook.matchConditions }}
+{{- if eq (include "pod-labeler.matchConditionsServed" .) "true" }}
+{{- with $conditions }}
+{{- toYaml . }}
+{{- end }}
+{{- else if .Values.webhook.matchConditions }}
+{{- fail (printf "webhook.matchConditions: this cluster does not serve matchConditions (Kubernetes 1.30 or later, found by its %s API). With helm template, pass --api-versions %s if the target cluster serves it." (include "pod-labeler.matchConditionsAPI" .) (include "pod-labeler.matchConditionsAPI" .)) }}
+{{- end }}
+{{- end }}

@@ -158,11 +158,12 @@ def _request_renewal(cluster: Cluster, certificate: dict[str, Any]) -> None:
 
 
 def _served_expiry(cluster: Cluster, service: dict[str, Any]) -> float | None:
-    """The serving certificate's notAfter as one replica reports it, read through the
-    API server's Service proxy (so it works wherever the test runs)."""
+    """The serving certificate's notAfter as one replica reports it, read from the
+    Service's plain-HTTP `metrics` port through the API server's Service proxy (so it
+    works wherever the test runs)."""
     path = (
         f"/api/v1/namespaces/{service['namespace']}/services/"
-        f"https:{service['name']}:{service.get('port', 443)}/proxy/metrics"
+        f"http:{service['name']}:metrics/proxy/metrics"
     )
     metrics = cluster.kubectl("get", "--raw", path, check=False).stdout
     for line in metrics.splitlines():

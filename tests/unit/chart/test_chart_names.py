@@ -9,19 +9,30 @@ import pytest
 FULLNAME = "webhook-pod-labeler"
 NAMESPACED_KINDS = {
     "Certificate",
+    "ConfigMap",
     "Deployment",
     "Issuer",
+    "NetworkPolicy",
     "PodDisruptionBudget",
+    "PrometheusRule",
     "Service",
     "ServiceAccount",
+    "ServiceMonitor",
 }
+# Every optional object on, so that every template renders in one mode or the other.
+EVERYTHING_ON = (
+    "metrics.serviceMonitor.enabled=true",
+    "metrics.prometheusRule.enabled=true",
+    "metrics.dashboard.enabled=true",
+    "networkPolicy.enabled=true",
+)
 
 
 @pytest.mark.parametrize("mode", ["webhook", "policy"])
 def test_every_object_carries_the_standard_labels_with_its_mode_as_component(
     render, policy_api, mode
 ):
-    for obj in render(f"mode={mode}", api_versions=policy_api):
+    for obj in render(f"mode={mode}", *EVERYTHING_ON, api_versions=policy_api):
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "pod-labeler", obj["kind"]
         assert labels["app.kubernetes.io/instance"] == "webhook"
@@ -82,7 +93,8 @@ def test_fullname_cut_never_ends_with_a_dash(render):
 @pytest.mark.parametrize("mode", ["webhook", "policy"])
 @pytest.mark.parametrize("namespace", ["pod-labeler", "platform-system"])
 def test_namespaced_objects_are_in_the_release_namespace(render, policy_api, namespace, mode):
-    for obj in render(f"mode={mode}", namespace=namespace, api_versions=policy_api):
+    manifests = render(f"mode={mode}", *EVERYTHING_ON, namespace=namespace, api_versions=policy_api)
+    for obj in manifests:
         if obj["kind"] in NAMESPACED_KINDS:
             assert obj["metadata"]["namespace"] == namespace, obj["kind"]
         else:
@@ -102,7 +114,7 @@ def test_every_helper_is_namespaced_with_the_chart_name(chart_dir):
 def test_each_template_file_renders_only_the_kind_it_is_named_after(render, policy_api, chart_dir):
     sources: set[str] = set()
     for mode in ("webhook", "policy"):
-        manifests = render(f"mode={mode}", api_versions=policy_api)
+        manifests = render(f"mode={mode}", *EVERYTHING_ON, api_versions=policy_api)
         for key, source in manifests.sources.items():
             assert source == f"templates/{key[0].lower()}.yaml", key
         sources |= set(manifests.sources.values())
