@@ -37,9 +37,38 @@ Common labels
 {{- define "pod-labeler.labels" -}}
 helm.sh/chart: {{ include "pod-labeler.chart" . }}
 {{ include "pod-labeler.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ include "pod-labeler.version" . | quote }}
 app.kubernetes.io/component: {{ include "pod-labeler.mode" . }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+The app.kubernetes.io/version label: always the chart's appVersion, never image.tag or
+image.digest (a tag such as `0.1.0@sha256:...` is no label value, and the API server would
+refuse every object). Made a valid label value: characters outside [A-Za-z0-9._-] become
+`_` (a `+build` suffix), at most 63 characters, alphanumeric at both ends.
+*/}}
+{{- define "pod-labeler.version" -}}
+{{- regexReplaceAll "[^A-Za-z0-9._-]" .Chart.AppVersion "_" | trunc 63 | trimAll "_.-" }}
+{{- end }}
+
+{{/*
+The server's image: `repository:tag`, where the tag defaults to the appVersion;
+with image.digest set, `repository@digest`, or `repository:tag@digest` when a tag is
+also given (the runtime pulls by digest, the tag is only for people reading it).
+*/}}
+{{- define "pod-labeler.image" -}}
+{{- with .Values.image }}
+{{- if .digest }}
+{{- if .tag }}
+{{- printf "%s:%s@%s" .repository .tag .digest }}
+{{- else }}
+{{- printf "%s@%s" .repository .digest }}
+{{- end }}
+{{- else }}
+{{- printf "%s:%s" .repository (.tag | default $.Chart.AppVersion) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
