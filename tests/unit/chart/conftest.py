@@ -206,19 +206,6 @@ class ValueKey:
     comment: list[str]
     default: Any
 
-    @property
-    def description(self) -> str:
-        """The `# -- ` text and its continuation lines, as helm-docs joins them."""
-        text: list[str] = []
-        for line in self.comment:
-            if line.startswith("# -- "):
-                text = [line.removeprefix("# -- ")]
-            elif line.startswith("# @default -- "):
-                break
-            elif text:
-                text.append(line.removeprefix("#").strip())
-        return " ".join(text)
-
 
 def value_keys(values_text: str, schema: dict[str, Any]) -> list[ValueKey]:
     """The keys of values.yaml, as helm-docs lists them.
