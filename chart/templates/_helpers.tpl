@@ -200,6 +200,31 @@ Keys and values are quoted with toJson: a JSON string is also a valid CEL string
 {{- end }}
 
 {{/*
+The `annotations:` of the MutatingWebhookConfiguration, and of the policy and its binding:
+webhook.annotations, plus (in webhook mode) the chart's own cert-manager.io/inject-ca-from,
+with which cert-manager's CA injector fills in every webhook's clientConfig.caBundle from
+the serving Certificate's Secret (ca.crt) and keeps it current across renewals. That one
+always stays: a `cert-manager.io/inject-*` key in webhook.annotations fails the render
+rather than fight the chart's injection.
+*/}}
+{{- define "pod-labeler.webhookAnnotations" -}}
+{{- range $key, $_ := .Values.webhook.annotations }}
+{{- if hasPrefix "cert-manager.io/inject-" $key }}
+{{- fail (printf "webhook.annotations: %q is the chart's own (it injects the serving certificate's CA); remove it" $key) }}
+{{- end }}
+{{- end }}
+{{- $annotations := dict }}
+{{- if eq (include "pod-labeler.mode" .) "webhook" }}
+{{- $_ := set $annotations "cert-manager.io/inject-ca-from" (printf "%s/%s" .Release.Namespace (include "pod-labeler.servingCertificateName" .)) }}
+{{- end }}
+{{- $annotations = merge $annotations .Values.webhook.annotations }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
 The webhook's name in the MutatingWebhookConfiguration: it must be a fully-qualified
 DNS name, and unique to this release and namespace.
 */}}
