@@ -64,6 +64,9 @@ class Volume:
     mount_path: str
     secret: str | None  # None for an emptyDir
     mode: int = 0o644
+    # The Secret volume's `items`, as (key, path): only these keys are projected, and
+    # the Pod waits until the Secret has every one of them. Empty: every key, as is.
+    items: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def read_container(pod: dict[str, Any]) -> Container:
                 mount["mountPath"],
                 secret["secretName"] if secret else None,
                 (secret or {}).get("defaultMode", 0o644),
+                tuple((item["key"], item["path"]) for item in (secret or {}).get("items", [])),
             )
         )
     ports = {
@@ -139,6 +143,19 @@ def rewrite_path(value: str, mounts: dict[str, Path]) -> str:
         if path == base or path.startswith(base + "/"):
             return flag + str(mounts[mount_path]) + path[len(base) :]
     return value
+
+
+def secret_files(
+    data: dict[str, str], items: tuple[tuple[str, str], ...]
+) -> dict[str, bytes] | None:
+    """The files a Secret volume holds, from the Secret's (base64) data. With `items`,
+    only those keys, at their paths; None while a listed key is missing: kubelet then
+    fails the mount ("couldn't find key") and the container does not start."""
+    if not items:
+        return {key: base64.b64decode(value) for key, value in data.items()}
+    if any(key not in data for key, _ in items):
+        return None
+    return {path: base64.b64decode(data[key]) for key, path in items}
 
 
 def write_secret_volume(target: Path, files: dict[str, bytes], mode: int) -> bool:
@@ -402,7 +419,8 @@ class Kubelet:
     def mount_volumes(
         self, uid: str, container: Container, secrets: dict[str, dict[str, str]]
     ) -> bool:
-        """Project every volume; False while a Secret does not exist yet (kubelet waits too)."""
+        """Project every volume; False while a Secret, or a key its `items` name, does not
+        exist yet (kubelet waits too)."""
         for volume in container.volumes:
             target = volume_directory(uid, volume)
             if volume.secret is None:
@@ -412,7 +430,10 @@ class Kubelet:
             if data is None:
                 log.info("waiting for Secret %s", volume.secret)
                 return False
-            files = {key: base64.b64decode(value) for key, value in data.items()}
+            files = secret_files(data, volume.items)
+            if files is None:
+                log.info("waiting for the keys %s of Secret %s", volume.items, volume.secret)
+                return False
             if write_secret_volume(target, files, volume.mode):
                 log.info("pod %s: Secret %s projected", uid[:8], volume.secret)
         return True

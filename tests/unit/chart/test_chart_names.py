@@ -12,6 +12,7 @@ NAMESPACED_KINDS = {
     "Deployment",
     "Issuer",
     "PodDisruptionBudget",
+    "Secret",
     "Service",
     "ServiceAccount",
 }
