@@ -188,6 +188,18 @@ def chart_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def chart_meta() -> dict[str, Any]:
+    """Chart.yaml: tests compare with its version and appVersion rather than copy them."""
+    loaded: dict[str, Any] = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def app_version(chart_meta: dict[str, Any]) -> str:
+    return str(chart_meta["appVersion"])
+
+
+@pytest.fixture(scope="session")
 def values_text() -> str:
     return (CHART / "values.yaml").read_text()
 

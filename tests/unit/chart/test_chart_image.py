@@ -110,9 +110,11 @@ def test_a_digest_with_a_tag_keeps_the_tag_for_readers(render):
     ],
     ids=["digest", "tag and digest", "digest inside the tag", "another tag"],
 )
-def test_the_version_label_is_the_app_version_whatever_the_image_reference(render, set_args):
+def test_the_version_label_is_the_app_version_whatever_the_image_reference(
+    render, set_args, app_version
+):
     for obj in render(*set_args):
-        assert obj["metadata"]["labels"]["app.kubernetes.io/version"] == "0.1.0", obj["kind"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/version"] == app_version, obj["kind"]
 
 
 @pytest.mark.parametrize(
