@@ -129,6 +129,15 @@ The serving Certificate, and the Secret cert-manager writes it to (mounted by th
 {{- end }}
 
 {{/*
+The type of a certificate Secret the chart declares: Opaque, or the live Secret's type
+(immutable), so that a Secret cert-manager made for an older release can be adopted.
+`helm template` cannot look it up and renders Opaque. Takes (dict "namespace" "name").
+*/}}
+{{- define "pod-labeler.secretType" -}}
+{{- (lookup "v1" "Secret" .namespace .name).type | default "Opaque" }}
+{{- end }}
+
+{{/*
 The chart's own PKI, rendered only when certManager.issuerRef.name is empty:
 a self-signed Issuer signs the CA Certificate, and the CA Issuer signs the serving Certificate.
 */}}
