@@ -2,7 +2,7 @@
 # Installs everything the project needs, at the versions pinned in versions.env:
 #   - a Python virtualenv in .venv with requirements-dev.txt, every version fixed by constraints.txt;
 #   - kube-apiserver, kube-controller-manager, kubectl, etcd, cert-manager's
-#     controller/cainjector/cmctl, helm and actionlint, built from their Go modules
+#     controller/cainjector/cmctl, helm, actionlint and helm-docs, built from their Go modules
 #     into .cache/bin (no release-binary downloads, no container images).
 # Each tool is skipped when .cache/bin already holds it at the pinned version,
 # so a second run takes seconds.
@@ -184,6 +184,7 @@ install_go() {
   timed etcd build_etcd
   timed helm build_helm
   timed actionlint go_install actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
+  timed helm-docs go_install helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION"
   timed cert-manager build_cert_manager
   timed kubernetes build_kubernetes
 }

@@ -16,6 +16,9 @@ class Volume:
     mount_path: str
     secret: str | None  # None for an emptyDir
     mode: int = 0o644
+    # The Secret volume's `items`, as (key, path): only these keys are projected, and
+    # the Pod waits until the Secret has every one of them. Empty: every key, as is.
+    items: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ def _volumes(spec: dict[str, Any], container: dict[str, Any]) -> list[Volume]:
                 mount["mountPath"],
                 secret["secretName"] if secret else None,
                 (secret or {}).get("defaultMode", 0o644),
+                tuple((item["key"], item["path"]) for item in (secret or {}).get("items", [])),
             )
         )
     return volumes

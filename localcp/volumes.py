@@ -76,8 +76,22 @@ def write_secret_volume(target: Path, files: dict[str, bytes], mode: int) -> boo
     return True
 
 
+def secret_files(
+    data: dict[str, str], items: tuple[tuple[str, str], ...]
+) -> dict[str, bytes] | None:
+    """The files a Secret volume holds, from the Secret's (base64) data. With `items`,
+    only those keys, at their paths; None while a listed key is missing: kubelet then
+    fails the mount ("couldn't find key") and the container does not start."""
+    if not items:
+        return {key: base64.b64decode(value) for key, value in data.items()}
+    if any(key not in data for key, _ in items):
+        return None
+    return {path: base64.b64decode(data[key]) for key, path in items}
+
+
 def mount_volumes(uid: str, container: Container, secrets: dict[str, dict[str, str]]) -> bool:
-    """Project every volume; False while a Secret does not exist yet (kubelet waits too).
+    """Project every volume; False while a Secret, or a key its `items` name, does not
+    exist yet (kubelet waits too).
 
     `secrets` maps a Secret's name to its `data` (base64 values, as the API gives them).
     """
@@ -90,7 +104,10 @@ def mount_volumes(uid: str, container: Container, secrets: dict[str, dict[str, s
         if data is None:
             log.info("waiting for Secret %s", volume.secret)
             return False
-        files = {key: base64.b64decode(value) for key, value in data.items()}
+        files = secret_files(data, volume.items)
+        if files is None:
+            log.info("waiting for the keys %s of Secret %s", volume.items, volume.secret)
+            return False
         if write_secret_volume(target, files, volume.mode):
             log.info("pod %s: Secret %s projected", uid[:8], volume.secret)
     return True

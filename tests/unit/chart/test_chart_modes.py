@@ -12,6 +12,7 @@ WEBHOOK_KINDS = {
     "Issuer",
     "MutatingWebhookConfiguration",
     "PodDisruptionBudget",
+    "Secret",
     "Service",
     "ServiceAccount",
 }

@@ -15,6 +15,7 @@ NAMESPACED_KINDS = {
     "NetworkPolicy",
     "PodDisruptionBudget",
     "PrometheusRule",
+    "Secret",
     "Service",
     "ServiceAccount",
     "ServiceMonitor",
@@ -30,16 +31,16 @@ EVERYTHING_ON = (
 
 @pytest.mark.parametrize("mode", ["webhook", "policy"])
 def test_every_object_carries_the_standard_labels_with_its_mode_as_component(
-    render, policy_api, mode
+    render, policy_api, mode, chart_meta
 ):
     for obj in render(f"mode={mode}", *EVERYTHING_ON, api_versions=policy_api):
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "pod-labeler", obj["kind"]
         assert labels["app.kubernetes.io/instance"] == "webhook"
-        assert labels["app.kubernetes.io/version"] == "0.1.0"
+        assert labels["app.kubernetes.io/version"] == chart_meta["appVersion"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/component"] == mode
-        assert labels["helm.sh/chart"] == "pod-labeler-0.2.0"
+        assert labels["helm.sh/chart"] == f"pod-labeler-{chart_meta['version']}"
 
 
 def test_selectors_use_only_name_and_instance(render):
