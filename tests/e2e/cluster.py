@@ -87,6 +87,10 @@ class Cluster:
     def helm(self, *args: str, check: bool = True) -> Result:
         return self._run("helm", list(args), None, check)
 
+    def cmctl(self, *args: str, check: bool = True) -> Result:
+        """cert-manager's CLI (`cmctl renew` asks for a certificate to be re-issued now)."""
+        return self._run("cmctl", list(args), None, check)
+
     def get(self, *args: str) -> Any:
         return self.kubectl("get", *args, "-o", "json").json()
 
