@@ -45,6 +45,8 @@ BIN = ROOT / ".cache" / "bin"
 KUBECONFIG = Path(os.environ.get("KUBECONFIG", ROOT / ".cache" / "run" / "kubeconfig"))
 RELEASE, RELEASE_NAMESPACE = "webhook", "pod-labeler"
 WARM_UP = 30
+# The reference webhook's Deployment, Service, Certificate, Secret and configuration.
+REFERENCE = "pod-labeler-reference"
 POD = {
     "apiVersion": "v1",
     "kind": "Pod",
@@ -273,9 +275,6 @@ def reference_webhook(bench: Bench) -> Iterator[str]:
         )
 
 
-REFERENCE = "pod-labeler-reference"
-
-
 def reference_manifests(namespace: str) -> list[dict[str, Any]]:
     """The reference installed as ours is, from ours: a cert-manager Certificate from
     the same issuer, a Deployment with the same labels to set, a Service, and a
@@ -283,7 +282,8 @@ def reference_manifests(namespace: str) -> list[dict[str, Any]]:
 
     localcp's kubelet stand-in runs the Pods of the release's namespace that carry
     its instance label, each in a network namespace with an address the EndpointSlice
-    controller publishes; the reference's Pods carry that label to be run the same way.
+    controller publishes; the reference's Pods (only they) carry that label to be run
+    the same way.
     """
     selector = f"app.kubernetes.io/instance={RELEASE}"
     ours = kubectl_json("get", "mutatingwebhookconfigurations", "-l", selector)["items"][0]
@@ -294,7 +294,8 @@ def reference_manifests(namespace: str) -> list[dict[str, Any]]:
     deployment = kubectl_json("get", "deployment", "-n", RELEASE_NAMESPACE, "-l", selector)
     deployment = deployment["items"][0]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    labels = {"app.kubernetes.io/name": REFERENCE, "app.kubernetes.io/instance": RELEASE}
+    labels = {"app.kubernetes.io/name": REFERENCE}
+    pod_labels = {**labels, "app.kubernetes.io/instance": RELEASE}
     metadata = {"name": REFERENCE, "namespace": RELEASE_NAMESPACE, "labels": labels}
     webhook = {
         **ours["webhooks"][0],
@@ -326,7 +327,7 @@ def reference_manifests(namespace: str) -> list[dict[str, Any]]:
                 "replicas": deployment["spec"]["replicas"],
                 "selector": {"matchLabels": labels},
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {"labels": pod_labels},
                     "spec": {
                         "automountServiceAccountToken": False,
                         "containers": [
