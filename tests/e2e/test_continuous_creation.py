@@ -121,7 +121,7 @@ def _renew(cluster: Cluster, tls: ReleaseTLS, name: str) -> x509.Certificate:
     """`cmctl renew`, then wait until cert-manager has issued: Ready at a later revision.
     Returns the new certificate."""
     before = _certificate(cluster, tls, name).get("status", {}).get("revision", 0)
-    cluster.cmctl("renew", name, "-n", tls.namespace)
+    cluster.renew_certificate(tls.namespace, name)
 
     def issued() -> bool:
         status = _certificate(cluster, tls, name).get("status", {})
