@@ -3,7 +3,8 @@
 #   - a Python virtualenv in .venv with requirements-dev.txt, every version fixed by constraints.txt;
 #   - kube-apiserver, kube-controller-manager, kubectl, etcd, cert-manager's
 #     controller/cainjector/cmctl, helm, actionlint and helm-docs, built from their Go modules
-#     into .cache/bin (no release-binary downloads, no container images).
+#     into .cache/bin (no release-binary downloads, no container images);
+#   - refwebhook, bench/modes.py's reference webhook, from bench/refwebhook (stdlib only).
 # Each tool is skipped when .cache/bin already holds it at the pinned version,
 # so a second run takes seconds.
 #
@@ -167,6 +168,15 @@ build_helm() {
   stamp helm "$want"
 }
 
+# The reference webhook of bench/modes.py: our own source, so the stamp is its hash.
+build_refwebhook() {
+  local src="$root/bench/refwebhook" want
+  want=$(cat "$src/go.mod" "$src/main.go" | sha256sum | cut -d' ' -f1)
+  have refwebhook "$want" && { log "refwebhook already built"; return; }
+  (cd "$src" && go build -trimpath -o "$bin/refwebhook" .)
+  stamp refwebhook "$want"
+}
+
 # wrk drives bench/server.py. It is a C program with no Go module, so it comes
 # from the distribution's package (Debian/Ubuntu); only the benchmarks need it.
 install_bench_tools() {
@@ -187,6 +197,7 @@ install_go() {
   timed helm-docs go_install helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION"
   timed cert-manager build_cert_manager
   timed kubernetes build_kubernetes
+  timed refwebhook build_refwebhook
 }
 
 case "${1:-all}" in
