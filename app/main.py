@@ -23,6 +23,7 @@ import yaml
 
 from app.admission import InvalidReview
 from app.admission.simulate import simulate
+from app.backfill import register as register_backfill
 from app.config import (
     DEFAULT_LABELS,
     LOG_LEVELS,
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     mutate.add_argument("file", metavar="FILE", help="the file to read, or - for stdin")
     serve.set_defaults(run=_serve, parser=serve)
     mutate.set_defaults(run=_mutate, parser=mutate)
+    register_backfill(commands)  # audit, backfill
     return parser
 
 

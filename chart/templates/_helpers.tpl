@@ -200,3 +200,14 @@ matchLabels:
 matchExpressions:
   {{- toYaml $expressions | nindent 2 }}
 {{- end }}
+
+{{/*
+The labels and the overwrite rule as annotations on the admission object (webhook or
+policy), so that `pod-labeler audit` and `backfill` read what the release labels from the
+same object as its selectors, in either mode. The labels are the JSON object of
+podLabelsCEL (a CEL map literal of JSON strings is also JSON), in the same order.
+*/}}
+{{- define "pod-labeler.labelAnnotations" -}}
+pod-labeler/labels: {{ include "pod-labeler.podLabelsCEL" . | toJson }}
+pod-labeler/overwrite: {{ .Values.overwrite | toString | quote }}
+{{- end }}
