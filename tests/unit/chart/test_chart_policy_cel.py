@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.label_cases import CASES, EXTRA_LABELS, OURS
+
 celpy = pytest.importorskip("celpy", reason="cel-python is not installed (requirements-dev.txt)")
 celtypes = pytest.importorskip("celpy.celtypes")
 
-EXTRA_LABELS = {"example.com/team": "payments", "tier": "backend"}
-OURS = {"environment": "production", **EXTRA_LABELS}
 Mutate = Callable[[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]]
 
 
@@ -90,27 +90,8 @@ def pod(labels: dict[str, str] | None) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": []}}
 
 
-# What a new Pod carries before, and after admission: the same table as the e2e test,
-# which runs it through the real API server in both modes.
-CASES = {
-    "no labels": (None, OURS, OURS),
-    "an empty label map": ({}, OURS, OURS),
-    "other labels": ({"app": "shop"}, {"app": "shop", **OURS}, {"app": "shop", **OURS}),
-    "our label with another value": (
-        {"environment": "staging"},
-        OURS,
-        {**OURS, "environment": "staging"},
-    ),
-    "our label already right": ({"environment": "production"}, OURS, OURS),
-    "a key with a slash": (
-        {"example.com/owner": "ann", "example.com/team": "billing"},
-        {"example.com/owner": "ann", **OURS},
-        {"example.com/owner": "ann", **OURS, "example.com/team": "billing"},
-    ),
-    "every extra label already set": (dict(EXTRA_LABELS), OURS, OURS),
-}
-
-
+# What a new Pod carries before, and after admission: the shared table, which the e2e
+# test also runs through the real API server in both modes.
 @pytest.mark.parametrize(
     ("before", "with_overwrite", "without_overwrite"), CASES.values(), ids=CASES.keys()
 )
