@@ -211,3 +211,18 @@ podLabelsCEL (a CEL map literal of JSON strings is also JSON), in the same order
 pod-labeler/labels: {{ include "pod-labeler.podLabelsCEL" . | toJson }}
 pod-labeler/overwrite: {{ .Values.overwrite | toString | quote }}
 {{- end }}
+
+{{/*
+The backfill hook (backfill.onInstall): its name, and the annotations that make each of
+its objects a post-install/post-upgrade hook, deleted when the Job succeeds (and before a
+new run). The RBAC gets a lower weight, so it exists before the Job starts.
+*/}}
+{{- define "pod-labeler.backfillName" -}}
+{{- printf "%s-backfill" (include "pod-labeler.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pod-labeler.backfillHook" -}}
+helm.sh/hook: post-install,post-upgrade
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: hook-succeeded,before-hook-creation
+{{- end }}
