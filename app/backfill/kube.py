@@ -79,15 +79,15 @@ class Workload:
 
 
 def load_config(kubeconfig: str | None, context: str | None) -> Any:
-    """`--kubeconfig`, else KUBECONFIG (its first file), else in-cluster, else ~/.kube/config."""
+    """`--kubeconfig`, else KUBECONFIG (its first file), else the in-cluster service
+    account, else ~/.kube/config; `context` or the file's current context."""
     try:
-        if kubeconfig is None and context is None:
-            listed = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-            if not listed:
-                return KubeConfig.from_env().get()
-            kubeconfig = listed
         path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-        return KubeConfig.from_file(Path(path or DEFAULT_KUBECONFIG).expanduser()).get(context)
+        if path:
+            return KubeConfig.from_file(Path(path).expanduser()).get(context)
+        if context is None:
+            return KubeConfig.from_env().get()
+        return KubeConfig.from_file(Path(DEFAULT_KUBECONFIG).expanduser()).get(context)
     except (ConfigError, OSError) as error:
         raise KubeError(f"cannot load the Kubernetes configuration: {error}") from error
 
@@ -95,9 +95,14 @@ def load_config(kubeconfig: str | None, context: str | None) -> Any:
 class RateLimiter:
     """At most `qps` requests a second, evenly spaced; 0 means no limit."""
 
-    def __init__(self, qps: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        qps: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 1.0 / qps if qps > 0 else 0.0
-        self.clock = clock
+        self.clock, self.sleep = clock, sleep
         self._next = 0.0
         self._lock = threading.Lock()
 
@@ -109,7 +114,7 @@ class RateLimiter:
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            self.sleep(start - now)
 
 
 class Kube:

@@ -201,7 +201,8 @@ def print_audit(report: Audit, out: TextIO) -> None:
     if report.lacking:
         out.write(
             f"{report.lacking} of {report.checked} Pods lack the labels, in {namespaces} "
-            f"namespaces. `pod-labeler backfill --apply` labels them; a template that lacks "
+            f"namespace{'' if namespaces == 1 else 's'}. `pod-labeler backfill --apply` "
+            "labels them; a template that lacks "
             "the labels is where to fix the source.\n"
         )
     else:

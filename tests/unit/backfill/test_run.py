@@ -256,4 +256,4 @@ def test_audit_text_has_one_row_per_owner_and_a_total(api):
 
     text = out.getvalue()
     assert "team-a     Pod/bare" in text
-    assert "2 of 3 Pods lack the labels, in 1 namespaces" in text
+    assert "2 of 3 Pods lack the labels, in 1 namespace." in text
