@@ -137,7 +137,9 @@ class Kube:
     def connect(
         cls, kubeconfig: str | None = None, context: str | None = None, qps: float = 0
     ) -> Kube:
-        client = Client(config=load_config(kubeconfig, context), field_manager=FIELD_MANAGER)
+        client = Client(
+            config=load_config(kubeconfig, context), field_manager=FIELD_MANAGER, lazy=False
+        )
         return cls(client, qps)
 
     def _on_request(self, _request: Any) -> None:
@@ -224,7 +226,7 @@ def _controller(metadata: Mapping[str, Any]) -> Owner | None:
 
 
 def _pod(metadata: Any) -> Pod:
-    """A Pod from its lightkube ObjectMeta (only the metadata is ever decoded)."""
+    """A Pod from its lightkube ObjectMeta."""
     return Pod(
         namespace=metadata.namespace or "",
         name=metadata.name or "",
