@@ -90,8 +90,10 @@ def main() -> None:
                 f"{args.pods / seconds:.0f} Pods/s, "
                 f"{requests} API requests, {requests / args.pods:.3f} per Pod"
             )
+        kube.close()
     finally:
         setup.client.delete(Namespace, namespace)
+        setup.close()
 
 
 if __name__ == "__main__":

@@ -169,8 +169,8 @@ def _guarded(args: argparse.Namespace, work: Any) -> int:
     from app.backfill.release import ReleaseError
 
     try:
-        api = _connect(args)
-        return int(work(api, _target(args, api)))
+        with _connect(args) as api:
+            return int(work(api, _target(args, api)))
     except ConfigError as error:
         args.parser.error(str(error))
     except ApiError as error:

@@ -142,6 +142,15 @@ class Kube:
         )
         return cls(client, qps)
 
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Kube:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def _on_request(self, _request: Any) -> None:
         self.limiter.wait()
         self.requests += 1

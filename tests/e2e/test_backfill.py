@@ -248,18 +248,18 @@ def run_in_process(
     cluster: Cluster, release: Release, namespace: str, before_patch: Any
 ) -> Summary:
     """backfill() itself, with a hook between listing a Pod and patching it."""
-    kube = Kube.connect(cluster.kubeconfig)
-    settings = settings_from_objects(
-        kube.admission_objects(release.name), release.name, release.namespace
-    )
-    scope = Scope(
-        release_namespace=release.namespace,
-        namespace_selector=settings.namespace_selector,
-        object_selector=settings.object_selector,
-        only=(namespace,),
-    )
-    target = Target(policy=settings.policy, scope=scope, source=settings.source)
-    return backfill(kube, target, apply=True, before_patch=before_patch)
+    with Kube.connect(cluster.kubeconfig) as kube:
+        settings = settings_from_objects(
+            kube.admission_objects(release.name), release.name, release.namespace
+        )
+        scope = Scope(
+            release_namespace=release.namespace,
+            namespace_selector=settings.namespace_selector,
+            object_selector=settings.object_selector,
+            only=(namespace,),
+        )
+        target = Target(policy=settings.policy, scope=scope, source=settings.source)
+        return backfill(kube, target, apply=True, before_patch=before_patch)
 
 
 @pytest.fixture
