@@ -24,6 +24,7 @@ import yaml
 from app.admission import InvalidPolicy, InvalidReview, LabelPolicy
 from app.admission.policy import DEFAULT_LABELS, parse_label, parse_label_list
 from app.admission.simulate import simulate
+from app.backfill import register as register_backfill
 from app.config import LOG_LEVELS, ConfigError, ServerConfig
 from app.logs import configure
 
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     mutate.add_argument("file", metavar="FILE", help="the file to read, or - for stdin")
     serve.set_defaults(run=_serve, parser=serve)
     mutate.set_defaults(run=_mutate, parser=mutate)
+    register_backfill(commands)  # audit, backfill
     return parser
 
 

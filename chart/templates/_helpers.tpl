@@ -221,8 +221,11 @@ rather than fight the chart's injection.
 {{- if hasPrefix "cert-manager.io/inject-" $key }}
 {{- fail (printf "webhook.annotations: %q is the chart's own (it injects the serving certificate's CA); remove it" $key) }}
 {{- end }}
+{{- if has $key (list "pod-labeler/labels" "pod-labeler/overwrite") }}
+{{- fail (printf "webhook.annotations: %q is the chart's own (audit and backfill read the release's labels from it); remove it" $key) }}
 {{- end }}
-{{- $annotations := dict }}
+{{- end }}
+{{- $annotations := include "pod-labeler.labelAnnotations" . | fromYaml }}
 {{- if eq (include "pod-labeler.mode" .) "webhook" }}
 {{- $_ := set $annotations "cert-manager.io/inject-ca-from" (printf "%s/%s" .Release.Namespace (include "pod-labeler.servingCertificateName" .)) }}
 {{- end }}
@@ -329,4 +332,30 @@ than be dropped (dropping one would send the webhook Pods it was meant to skip).
 {{- else if .Values.webhook.matchConditions }}
 {{- fail (printf "webhook.matchConditions: this cluster does not serve matchConditions (Kubernetes 1.30 or later, found by its %s API). With helm template, pass --api-versions %s if the target cluster serves it." (include "pod-labeler.matchConditionsAPI" .) (include "pod-labeler.matchConditionsAPI" .)) }}
 {{- end }}
+{{- end }}
+
+{{/*
+The labels and the overwrite rule as annotations on the admission object (webhook or
+policy), so that `pod-labeler audit` and `backfill` read what the release labels from the
+same object as its selectors, in either mode. The labels are the JSON object of
+podLabelsCEL (a CEL map literal of JSON strings is also JSON), in the same order.
+*/}}
+{{- define "pod-labeler.labelAnnotations" -}}
+pod-labeler/labels: {{ include "pod-labeler.podLabelsCEL" . | toJson }}
+pod-labeler/overwrite: {{ .Values.overwrite | toString | quote }}
+{{- end }}
+
+{{/*
+The backfill hook (backfill.onInstall): its name, and the annotations that make each of
+its objects a post-install/post-upgrade hook, deleted when the Job succeeds (and before a
+new run). The RBAC gets a lower weight, so it exists before the Job starts.
+*/}}
+{{- define "pod-labeler.backfillName" -}}
+{{- printf "%s-backfill" (include "pod-labeler.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pod-labeler.backfillHook" -}}
+helm.sh/hook: post-install,post-upgrade
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: hook-succeeded,before-hook-creation
 {{- end }}

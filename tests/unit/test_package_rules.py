@@ -46,10 +46,20 @@ def test_localcp_imports_only_the_standard_library_cryptography_and_itself() -> 
     assert offending(python_files("localcp"), {"localcp", "cryptography"}) == []
 
 
+# The one part of the product that is itself a cluster client: the backfill e2e test
+# calls it in-process to put a hook between listing a Pod and patching it, which a
+# command cannot offer. It still reaches the cluster only through its own API client.
+E2E_MAY_IMPORT = ("app.backfill",)
+
+
 def test_the_e2e_suite_imports_neither_app_nor_localcp_nor_bench() -> None:
     modules = {module for path in python_files("tests", "e2e") for _, module in imports(path)}
 
-    assert {m for m in modules if m.split(".")[0] in {"app", "localcp", "bench"}} == set()
+    assert {
+        m
+        for m in modules
+        if m.split(".")[0] in {"app", "localcp", "bench"} and not m.startswith(E2E_MAY_IMPORT)
+    } == set()
 
 
 def test_only_localcps_own_tests_import_localcp() -> None:

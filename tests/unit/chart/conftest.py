@@ -9,6 +9,7 @@ render for a cluster that serves MutatingAdmissionPolicy (Kubernetes 1.36 and la
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import shutil
@@ -129,7 +130,8 @@ def render(
             if result.returncode != 0:
                 raise HelmTemplateError(f"helm template failed:\n{result.stderr}")
             cache[key] = parse(result.stdout)
-        return cache[key]
+        # A copy: a test that edits what it got must not change what the next one gets.
+        return copy.deepcopy(cache[key])
 
     return _render
 

@@ -113,10 +113,14 @@ def test_every_helper_is_namespaced_with_the_chart_name(chart_dir):
 
 
 def test_each_template_file_renders_only_the_kind_it_is_named_after(render, policy_api, chart_dir):
+    # The backfill hook's objects are in backfill-<kind>.yaml, beside the webhook's own.
     sources: set[str] = set()
     for mode in ("webhook", "policy"):
-        manifests = render(f"mode={mode}", *EVERYTHING_ON, api_versions=policy_api)
+        manifests = render(
+            f"mode={mode}", *EVERYTHING_ON, "backfill.onInstall=true", api_versions=policy_api
+        )
         for key, source in manifests.sources.items():
-            assert source == f"templates/{key[0].lower()}.yaml", key
+            kind = key[0].lower()
+            assert source in (f"templates/{kind}.yaml", f"templates/backfill-{kind}.yaml"), key
         sources |= set(manifests.sources.values())
     assert {f"templates/{p.name}" for p in (chart_dir / "templates").glob("*.yaml")} == sources
