@@ -257,3 +257,23 @@ def test_audit_text_has_one_row_per_owner_and_a_total(api):
     text = out.getvalue()
     assert "team-a     Pod/bare" in text
     assert "2 of 3 Pods lack the labels, in 1 namespace." in text
+
+
+def test_backfill_names_each_owner_whose_pod_template_lacks_the_labels(api):
+    replica_set, deployment = Owner("ReplicaSet", "shop-7d9"), Owner("Deployment", "shop")
+    api.workloads[("team-a", replica_set)] = Workload(controller=deployment, template_labels={})
+    api.workloads[("team-a", deployment)] = Workload(controller=None, template_labels={})
+    api.add("team-a", "shop-7d9-1", controller=replica_set)
+    api.add("team-a", "shop-7d9-2", controller=replica_set)
+
+    _, out = run(api, apply=False)
+
+    assert "Pod template lacks the labels: Deployment/shop in team-a (2 Pods)" in out
+
+
+def test_an_owner_that_cannot_be_read_is_left_out_of_the_template_report(api):
+    api.add("team-a", "worker-1", controller=Owner("ReplicaSet", "unreadable"))
+
+    _, out = run(api)
+
+    assert "Pod template" not in out
