@@ -277,3 +277,27 @@ def test_an_owner_that_cannot_be_read_is_left_out_of_the_template_report(api):
     _, out = run(api)
 
     assert "Pod template" not in out
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_progress_bar_goes_to_stderr_and_each_pod_line_to_stdout(api):
+    out, err = io.StringIO(), Terminal()
+
+    backfill(api, target(), apply=True, out=out, err=err)
+
+    assert "patched team-a/bare" in out.getvalue()
+    assert "3/3" in err.getvalue()
+    assert "patched" not in err.getvalue()
+
+
+def test_off_a_terminal_there_is_no_bar_only_lines(api):
+    out, err = io.StringIO(), io.StringIO()
+
+    backfill(api, target(), apply=True, out=out, err=err)
+
+    assert err.getvalue() == ""
+    assert out.getvalue().count("\n") == 2
