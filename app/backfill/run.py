@@ -297,22 +297,47 @@ def backfill(
     summary = Summary(applied=apply)
     pods = select_pods(api, target.scope)
     progress = progress_for(len(pods), out, err)
+    changed: list[Pod] = []
     try:
         for pod in pods:
             item = plan(pod, target.policy)
             if item.complies:
                 summary.already_right += 1
             elif not apply:
+                changed.append(pod)
                 summary.patched += 1
                 progress.write(f"would patch {item.pod}: {item.describe()}")
             else:
+                changed.append(pod)
                 if before_patch is not None:
                     before_patch(pod)
                 progress.write(_patch(api, target, item, summary, ApiError))
             progress.update()
     finally:
         progress.close()
+    for line in templates_lacking_labels(api, target.policy, changed):
+        out.write(line + "\n")
     return summary
+
+
+def templates_lacking_labels(api: Api, policy: LabelPolicy, pods: list[Pod]) -> list[str]:
+    """A line per owner of `pods` whose Pod template lacks the labels: its new Pods are
+    labelled at admission, but the template is where to fix the source. An owner this
+    run may not read (the hook Job's RBAC reads no workloads) is left out."""
+    resolver = OwnerResolver(api, policy)
+    counts: dict[tuple[str, Owner], int] = {}
+    for pod in pods:
+        owner, template = resolver.resolve(pod)
+        if template is False:
+            counts[(pod.namespace, owner)] = counts.get((pod.namespace, owner), 0) + 1
+    return [
+        f"Pod template lacks the labels: {kind_name(owner)} in {namespace} ({n} Pods)"
+        for (namespace, owner), n in sorted(counts.items(), key=lambda i: (i[0][0], str(i[0][1])))
+    ]
+
+
+def kind_name(owner: Owner) -> str:
+    return f"{owner.kind}/{owner.name}"
 
 
 def _patch(

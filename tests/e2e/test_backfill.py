@@ -223,6 +223,12 @@ def test_backfill_gives_every_pod_the_labels_the_webhook_would_have(
     }
 
 
+def test_backfill_points_at_the_deployment_whose_template_lacks_the_labels(
+    story: Story,
+) -> None:
+    assert f"Pod template lacks the labels: Deployment/{DEPLOYMENT}" in story.first_backfill.stdout
+
+
 def test_after_a_backfill_audit_exits_0(story: Story) -> None:
     assert story.audit_after.status == 0, story.audit_after.stdout + story.audit_after.stderr
 

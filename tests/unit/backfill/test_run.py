@@ -257,3 +257,47 @@ def test_audit_text_has_one_row_per_owner_and_a_total(api):
     text = out.getvalue()
     assert "team-a     Pod/bare" in text
     assert "2 of 3 Pods lack the labels, in 1 namespace." in text
+
+
+def test_backfill_names_each_owner_whose_pod_template_lacks_the_labels(api):
+    replica_set, deployment = Owner("ReplicaSet", "shop-7d9"), Owner("Deployment", "shop")
+    api.workloads[("team-a", replica_set)] = Workload(controller=deployment, template_labels={})
+    api.workloads[("team-a", deployment)] = Workload(controller=None, template_labels={})
+    api.add("team-a", "shop-7d9-1", controller=replica_set)
+    api.add("team-a", "shop-7d9-2", controller=replica_set)
+
+    _, out = run(api, apply=False)
+
+    assert "Pod template lacks the labels: Deployment/shop in team-a (2 Pods)" in out
+
+
+def test_an_owner_that_cannot_be_read_is_left_out_of_the_template_report(api):
+    api.add("team-a", "worker-1", controller=Owner("ReplicaSet", "unreadable"))
+
+    _, out = run(api)
+
+    assert "Pod template" not in out
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_progress_bar_goes_to_stderr_and_each_pod_line_to_stdout(api):
+    out, err = io.StringIO(), Terminal()
+
+    backfill(api, target(), apply=True, out=out, err=err)
+
+    assert "patched team-a/bare" in out.getvalue()
+    assert "3/3" in err.getvalue()
+    assert "patched" not in err.getvalue()
+
+
+def test_off_a_terminal_there_is_no_bar_only_lines(api):
+    out, err = io.StringIO(), io.StringIO()
+
+    backfill(api, target(), apply=True, out=out, err=err)
+
+    assert err.getvalue() == ""
+    assert out.getvalue().count("\n") == 2
