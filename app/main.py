@@ -130,7 +130,7 @@ SERVE_OPTIONS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m app.main",
+        prog="pod-labeler",  # also `python -m app.main`
         description="A Kubernetes mutating admission webhook that labels every new Pod.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -36,7 +36,7 @@ timed() {
 
 install_python() {
   local want
-  want=$(sha256sum "$root/requirements.txt" "$root/requirements-dev.txt" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)
+  want=$(sha256sum "$root/requirements.txt" "$root/requirements-dev.txt" "$root/constraints.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
   if [[ -x "$root/.venv/bin/python" && "$(cat "$root/.venv/.requirements.sha256" 2>/dev/null)" == "$want" ]]; then
     log "python venv up to date"
     return
@@ -46,6 +46,9 @@ install_python() {
   # (a stale pytest plugin would still load).
   python3 -m venv --clear "$root/.venv"
   "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements-dev.txt" -c "$root/constraints.txt"
+  # The project itself, editable and without dependencies (they are the lines above):
+  # it puts the `pod-labeler` command ([project.scripts]) on the venv's PATH.
+  "$root/.venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
   echo "$want" >"$root/.venv/.requirements.sha256"
 }
 
