@@ -5,12 +5,15 @@ EndpointSlice controller publishing both ports, and the server's metrics listene
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.e2e import metrics
-from tests.e2e.cluster import CHART, Cluster, wait_for
+from tests.e2e.cluster import CHART, Cluster, unique, wait_for
 from tests.e2e.release import Release, scale, upgrade, wait_until_labelled
 from tests.promql import PROMETHEUS_SERIES, series_in
 
@@ -92,33 +95,80 @@ def test_the_replicas_export_every_series_the_alerts_and_dashboard_read(
 # --- Pods already labelled skip the webhook -----------------------------------------
 
 
-def _match_conditions(cluster: Cluster, release: Release) -> list[dict[str, str]]:
-    (configuration,) = cluster.get("mutatingwebhookconfigurations", "-l", release.selector)["items"]
+def _rendered_webhook(cluster: Cluster, release: Release) -> dict[str, Any]:
+    """The webhook as helm rendered it for this cluster (`helm get manifest`)."""
+    manifest = cluster.helm("get", "manifest", release.name, "-n", release.namespace).stdout
+    (configuration,) = [
+        obj
+        for obj in yaml.safe_load_all(manifest)
+        if obj and obj["kind"] == "MutatingWebhookConfiguration"
+    ]
     (webhook,) = configuration["webhooks"]
+    return dict(webhook)
+
+
+def test_helm_renders_the_skip_condition_for_a_cluster_that_serves_match_conditions(
+    cluster: Cluster, release: Release
+) -> None:
+    names = [c["name"] for c in _rendered_webhook(cluster, release).get("matchConditions", [])]
+
+    assert CHART_CONDITION in names, "install with webhook.skipLabelledPods=true"
+
+
+@pytest.fixture
+def skipping_namespace(cluster: Cluster, release: Release, namespace: str) -> Iterator[str]:
+    """`namespace`, served by a copy of the release's webhook exactly as helm rendered it,
+    matchConditions included, with failurePolicy Fail.
+
+    A copy, because cert-manager's cainjector before v1.12 (the local control plane runs
+    v1.11.5) rewrites the release's configuration with a client that predates
+    matchConditions, which drops them from the live object; the copy carries no
+    inject-ca-from annotation, so it keeps them, and takes the injected caBundle as it is.
+    The namespace opts out of the release's own webhook, so that only the copy is called.
+    """
+    (live,) = cluster.get("mutatingwebhookconfigurations", "-l", release.selector)["items"]
+    name = unique("e2e-skip")
+    webhook = {
+        **_rendered_webhook(cluster, release),
+        "name": f"{name}.e2e.pod-labeler.test",
+        "failurePolicy": "Fail",
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "clientConfig": live["webhooks"][0]["clientConfig"],
+    }
+    configuration = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [webhook],
+    }
+    cluster.kubectl("label", "namespace", namespace, f"{release.opt_out_label}=true")
+    cluster.kubectl("create", "-f", "-", stdin=json.dumps(configuration))
+    try:
+        assert _match_conditions(cluster, name), "the API server dropped the matchConditions"
+        wait_until_labelled(cluster, namespace, release.original_labels)
+        yield namespace
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", name, check=False)
+
+
+def _match_conditions(cluster: Cluster, configuration: str) -> list[dict[str, str]]:
+    (webhook,) = cluster.get("mutatingwebhookconfiguration", configuration)["webhooks"]
     return list(webhook.get("matchConditions", []))
 
 
-def test_the_release_asks_the_api_server_to_skip_pods_already_labelled(
-    cluster: Cluster, release: Release
-) -> None:
-    names = [c["name"] for c in _match_conditions(cluster, release)]
-
-    assert CHART_CONDITION in names, (
-        "install with webhook.skipLabelledPods=true on Kubernetes 1.30+"
-    )
-
-
 def test_a_pod_already_carrying_the_labels_is_admitted_without_a_webhook_call(
-    cluster: Cluster, namespace: str, release: Release
+    cluster: Cluster, skipping_namespace: str, release: Release
 ) -> None:
     before = metrics.reviews_answered(cluster, release)
 
-    created, _ = cluster.create_pod(namespace, labels={"app": "x", **release.original_labels})
+    created, _ = cluster.create_pod(
+        skipping_namespace, labels={"app": "x", **release.original_labels}
+    )
 
     assert _labels(created) == {"app": "x", **release.original_labels}
     assert metrics.reviews_answered(cluster, release) == before
     # The counter does move for a Pod that needs the labels: the measure can see a call.
-    cluster.create_pod(namespace, labels={"app": "x"})
+    cluster.create_pod(skipping_namespace, labels={"app": "x"})
     wait_for(
         lambda: metrics.reviews_answered(cluster, release) > before,
         30,
@@ -127,23 +177,21 @@ def test_a_pod_already_carrying_the_labels_is_admitted_without_a_webhook_call(
 
 
 def test_with_the_webhook_scaled_to_zero_a_labelled_pod_is_admitted_and_an_unlabelled_one_refused(
-    cluster: Cluster, namespace: str, restore_release: Release
+    cluster: Cluster, skipping_namespace: str, restore_release: Release
 ) -> None:
     release = restore_release
-    if release.computed_values["webhook"]["failurePolicy"] != "Fail":
-        upgrade(cluster, release, "webhook.failurePolicy=Fail")
     scale(cluster, release, 0)
 
     def refused() -> str | None:
-        pod, error = cluster.try_create_pod(namespace, dry_run=False)
+        pod, error = cluster.try_create_pod(skipping_namespace, dry_run=False)
         return error if pod is None else None
 
     error = wait_for(refused, WAIT, "an unlabelled Pod to be refused once the webhook is down")
-    created, _ = cluster.create_pod(namespace, labels=release.original_labels)
+    created, _ = cluster.create_pod(skipping_namespace, labels=release.original_labels)
 
     assert "failed calling webhook" in error
     assert _labels(created) == release.original_labels
-    assert cluster.exists("pod", created["metadata"]["name"], "-n", namespace)
+    assert cluster.exists("pod", created["metadata"]["name"], "-n", skipping_namespace)
 
 
 # --- host network and a custom port -------------------------------------------------
@@ -167,7 +215,8 @@ def test_on_the_host_network_with_custom_ports_new_pods_are_still_labelled(
     created, _ = cluster.create_pod(namespace, labels={"app": "x"})
     assert _labels(created) == {"app": "x", **release.original_labels}
 
-    (pod,) = cluster.get("pods", "-n", release.namespace, "-l", release.selector)["items"]
+    pods = cluster.get("pods", "-n", release.namespace, "-l", release.selector)["items"]
+    (pod,) = [p for p in pods if not p["metadata"].get("deletionTimestamp")]  # the old ones go
     assert pod["spec"]["hostNetwork"] is True
     assert pod["status"]["podIP"] == pod["status"]["hostIP"]
     slices = cluster.get(
