@@ -68,6 +68,11 @@ def test_self_signed_issuer_signs_only_the_ca_certificate(render):
     }
 
 
+def test_ca_key_is_kept_across_renewals_so_what_it_signed_stays_trusted(render):
+    ca = render().get("Certificate", "webhook-pod-labeler-ca")
+    assert ca["spec"]["privateKey"]["rotationPolicy"] == "Never"
+
+
 def test_ca_common_name_fits_the_x509_limit_for_the_longest_release_name(render):
     ca = render(release="r" * 53).get("Certificate", f"{'r' * 53}-pod-label-ca")
     assert len(ca["spec"]["commonName"]) <= 64
