@@ -22,6 +22,39 @@ OK, LACKING, ERROR = 0, 1, 2
 
 def register(commands: Any) -> None:
     """Add `audit` and `backfill` to `commands` (argparse subparsers)."""
+    common = _common_options()
+    audit = commands.add_parser(
+        "audit",
+        parents=[common],
+        help="list running Pods the release would have labelled that lack the labels",
+        description="List the Pods that the installed release would label at creation "
+        "but that lack the labels, by namespace and owner, and whether each owner's Pod "
+        "template carries them. Exit status: 0 every Pod carries the labels, 1 some do "
+        "not, 2 the audit could not be made.",
+    )
+    audit.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    backfill = commands.add_parser(
+        "backfill",
+        parents=[common],
+        help="label the running Pods that lack the labels (a dry run without --apply)",
+        description="Patch each selected Pod's labels with exactly the changes the "
+        "webhook would have made at its creation. Without --apply, print them. Exit "
+        "status: 0 done, 1 some Pods could not be patched, 2 it could not run.",
+    )
+    backfill.add_argument("--apply", action="store_true", help="patch the Pods")
+    backfill.add_argument(
+        "--qps",
+        type=float,
+        default=DEFAULT_QPS,
+        metavar="N",
+        help=f"API requests per second at most; 0 for no limit (default {DEFAULT_QPS:g})",
+    )
+    audit.set_defaults(run=_audit, parser=audit)
+    backfill.set_defaults(run=_backfill, parser=backfill, output="text")
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """The options both verbs take: which cluster and release, and what to check."""
     common = argparse.ArgumentParser(add_help=False)
     cluster = common.add_argument_group("cluster")
     cluster.add_argument(
@@ -77,35 +110,7 @@ def register(commands: Any) -> None:
         default=[],
         help="look only in this namespace; repeat for more (default: all)",
     )
-
-    audit = commands.add_parser(
-        "audit",
-        parents=[common],
-        help="list running Pods the release would have labelled that lack the labels",
-        description="List the Pods that the installed release would label at creation "
-        "but that lack the labels, by namespace and owner, and whether each owner's Pod "
-        "template carries them. Exit status: 0 every Pod carries the labels, 1 some do "
-        "not, 2 the audit could not be made.",
-    )
-    audit.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    backfill = commands.add_parser(
-        "backfill",
-        parents=[common],
-        help="label the running Pods that lack the labels (a dry run without --apply)",
-        description="Patch each selected Pod's labels with exactly the changes the "
-        "webhook would have made at its creation. Without --apply, print them. Exit "
-        "status: 0 done, 1 some Pods could not be patched, 2 it could not run.",
-    )
-    backfill.add_argument("--apply", action="store_true", help="patch the Pods")
-    backfill.add_argument(
-        "--qps",
-        type=float,
-        default=DEFAULT_QPS,
-        metavar="N",
-        help=f"API requests per second at most; 0 for no limit (default {DEFAULT_QPS:g})",
-    )
-    audit.set_defaults(run=_audit, parser=audit)
-    backfill.set_defaults(run=_backfill, parser=backfill, output="text")
+    return common
 
 
 def _selector(text: str) -> LabelSelector:
