@@ -7,6 +7,7 @@ upgrade."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -154,12 +155,18 @@ def test_an_older_release_whose_secrets_cert_manager_made_is_upgraded_keeping_th
     namespace: str,
     restore_release: Release,
     chart_without_secrets: Path,
+    tmp_path: Path,
 ) -> None:
     release = restore_release
     secrets = sorted(name for kind, name in _release_objects(cluster, release) if kind == "Secret")
+    # The release as chart 0.2.0 installed it, from scratch: cert-manager creates the
+    # Secrets (kubernetes.io/tls), and they are no object of the release.
+    cluster.helm("uninstall", release.name, "-n", release.namespace, "--wait")
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps(release.original_values))
     cluster.helm(
-        "upgrade", release.name, str(chart_without_secrets), "-n", release.namespace,
-        "--reuse-values", "--wait",
+        "install", release.name, str(chart_without_secrets), "-n", release.namespace,
+        "-f", str(values), "--wait",
     )  # fmt: skip
 
     def made_by_cert_manager() -> dict[str, dict[str, Any]] | None:
