@@ -7,6 +7,7 @@ upgrade."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,67 @@ def test_helm_upgrade_keeps_the_certificates_and_new_pods_are_labelled_over_veri
     wait_until_labelled(cluster, namespace, release.original_labels)
     created, _ = cluster.create_pod(namespace)
     assert release.label_key in created["metadata"]["labels"]
+
+
+@pytest.fixture
+def chart_without_secrets(tmp_path: Path) -> Path:
+    """The chart as it was up to 0.2.0: cert-manager creates the Secrets itself."""
+    copy = tmp_path / "pod-labeler"
+    shutil.copytree(CHART, copy)
+    (copy / "templates" / "secret.yaml").unlink()
+    return copy
+
+
+def test_an_older_release_whose_secrets_cert_manager_made_is_upgraded_keeping_them(
+    cluster: Cluster,
+    namespace: str,
+    restore_release: Release,
+    chart_without_secrets: Path,
+    tmp_path: Path,
+) -> None:
+    release = restore_release
+    secrets = sorted(name for kind, name in _release_objects(cluster, release) if kind == "Secret")
+    # The release as chart 0.2.0 installed it, from scratch: cert-manager creates the
+    # Secrets (kubernetes.io/tls), and they are no object of the release.
+    cluster.helm("uninstall", release.name, "-n", release.namespace, "--wait")
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps(release.original_values))
+    cluster.helm(
+        "install", release.name, str(chart_without_secrets), "-n", release.namespace,
+        "-f", str(values), "--wait",
+    )  # fmt: skip
+
+    def made_by_cert_manager() -> dict[str, dict[str, Any]] | None:
+        found = {
+            name: cluster.get("secret", name, "-n", release.namespace)
+            for name in secrets
+            if cluster.exists("secret", name, "-n", release.namespace)
+        }
+        complete = len(found) == len(secrets) and all(
+            s["type"] == "kubernetes.io/tls" and s.get("data", {}).get("tls.crt")
+            for s in found.values()
+        )
+        return found if complete else None
+
+    before = wait_for(made_by_cert_manager, GONE_TIMEOUT, f"cert-manager to create {secrets}")
+    wait_until_labelled(cluster, namespace, release.original_labels)
+
+    # The chart README's steps for such a release ("Uninstall"): hand the Secrets to Helm.
+    for name in secrets:
+        where = ("secret", name, "-n", release.namespace)
+        cluster.kubectl("label", *where, "app.kubernetes.io/managed-by=Helm")
+        cluster.kubectl(
+            "annotate", *where,
+            f"meta.helm.sh/release-name={release.name}",
+            f"meta.helm.sh/release-namespace={release.namespace}",
+        )  # fmt: skip
+    cluster.helm(
+        "upgrade", release.name, str(CHART), "-n", release.namespace, "--reuse-values", "--wait"
+    )
+
+    assert {("Secret", name) for name in secrets} <= _release_objects(cluster, release)
+    for name in secrets:
+        after = cluster.get("secret", name, "-n", release.namespace)
+        assert after["type"] == "kubernetes.io/tls", "the type is immutable and must be kept"
+        assert after["data"] == before[name]["data"], f"the upgrade changed {name}"
+    wait_until_labelled(cluster, namespace, release.original_labels)
