@@ -1,6 +1,6 @@
 """Pods created without pause, in several namespaces, are never refused and always
-labelled while the webhook is, one after another: rolled by `helm upgrade`, short of
-a deleted Pod, and given a renewed serving certificate, then a renewed CA.
+labelled while, one after another, the webhook is rolled by `helm upgrade`, loses a
+Pod, and gets a renewed serving certificate, then a renewed CA.
 
 Exercises: the Deployment controller's rolling update, the EndpointSlice controller
 and the API server's choice of endpoint, the server's drain on SIGTERM and its
