@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from tests.e2e.cluster import CHART, Cluster, wait_for
 
 RELEASE = os.environ.get("E2E_RELEASE", "webhook")
@@ -22,11 +20,6 @@ READY_TIMEOUT = 180.0
 # endpoint cache lags the EndpointSlice); this many labelled Pods in a row show
 # that every replica it can reach behaves the new way.
 IN_A_ROW = 6
-# The server's plain-HTTP metrics port, and its gauge of the loaded certificate's
-# notAfter: read through the API server's Pod proxy, it says which certificate each
-# replica serves.
-METRICS_PORT = 8080
-CERT_EXPIRY_METRIC = "pod_labeler_certificate_expiry_timestamp_seconds"
 
 
 @dataclass(frozen=True)
@@ -97,46 +90,6 @@ def wait_until_labelled(cluster: Cluster, namespace: str, expected: dict[str, st
         return all(carries(cluster.try_create_pod(namespace)[0], expected) for _ in range(IN_A_ROW))
 
     wait_for(all_labelled, READY_TIMEOUT, f"{IN_A_ROW} dry-run Pods in a row labelled {expected}")
-
-
-def serving_pods(cluster: Cluster, release: Release) -> list[str] | None:
-    """The webhook Pods, if the release runs exactly its replicas, all Ready, none ending."""
-    pods = cluster.get("pods", "-n", release.namespace, "-l", release.selector)["items"]
-    ready = [
-        pod["metadata"]["name"]
-        for pod in pods
-        if not pod["metadata"].get("deletionTimestamp")
-        and any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in pod.get("status", {}).get("conditions", [])
-        )
-    ]
-    return ready if len(pods) == len(ready) == release.replicas else None
-
-
-def served_expiry(cluster: Cluster, namespace: str, pod: str) -> float | None:
-    """The notAfter (unix seconds) of the certificate one webhook Pod serves, from its
-    metrics, through the API server (so it works wherever the test runs)."""
-    path = f"/api/v1/namespaces/{namespace}/pods/http:{pod}:{METRICS_PORT}/proxy/metrics"
-    for line in cluster.kubectl("get", "--raw", path, check=False).stdout.splitlines():
-        if line.startswith(CERT_EXPIRY_METRIC):
-            return float(line.split()[-1])
-    return None
-
-
-def wait_until_every_replica_serves(
-    cluster: Cluster, release: Release, certificate: x509.Certificate, timeout: float
-) -> None:
-    """Until every webhook replica serves `certificate` (it reloads a renewed one by
-    itself, once the kubelet has updated the mounted Secret)."""
-    expiry = certificate.not_valid_after_utc.timestamp()
-
-    def every_replica_serves() -> bool:
-        pods = serving_pods(cluster, release) or []
-        served = [served_expiry(cluster, release.namespace, pod) for pod in pods]
-        return bool(pods) and all(s is not None and abs(s - expiry) < 1 for s in served)
-
-    wait_for(every_replica_serves, timeout, f"every webhook replica to serve the cert of {expiry}")
 
 
 def wait_for_rollout(cluster: Cluster, release: Release) -> None:

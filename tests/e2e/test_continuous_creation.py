@@ -20,12 +20,7 @@ from cryptography import x509
 
 from tests.e2e.cluster import Cluster, unique, wait_for
 from tests.e2e.load import PodCreationLoad
-from tests.e2e.release import (
-    Release,
-    serving_pods,
-    upgrade,
-    wait_until_every_replica_serves,
-)
+from tests.e2e.release import Release, upgrade
 
 CLIENTS = 4
 # Pods a second per client: 40/s offered in all, paced so that the control plane
@@ -37,6 +32,11 @@ MIN_RATE = 20.0
 # Creations after each change is complete, before the next one starts.
 AFTER_EACH = 60
 WAIT = 300.0
+# The server's plain-HTTP metrics port, and its gauge of the loaded certificate's
+# notAfter: read through the API server's Pod proxy, it says which certificate each
+# replica serves.
+METRICS_PORT = 8080
+CERT_EXPIRY_METRIC = "pod_labeler_certificate_expiry_timestamp_seconds"
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,26 @@ def release_tls(cluster: Cluster, release: Release) -> ReleaseTLS:
 # --- the Deployment's Pods ----------------------------------------------------------
 
 
+def _serving_pods(cluster: Cluster, release: Release) -> list[str] | None:
+    """The webhook Pods, if the release runs exactly its replicas, all Ready, none ending."""
+    pods = cluster.get("pods", "-n", release.namespace, "-l", release.selector)["items"]
+    ready = [
+        pod["metadata"]["name"]
+        for pod in pods
+        if not pod["metadata"].get("deletionTimestamp")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod.get("status", {}).get("conditions", [])
+        )
+    ]
+    return ready if len(pods) == len(ready) == release.replicas else None
+
+
 def _wait_until_settled(cluster: Cluster, release: Release, without: str = "") -> list[str]:
     """Until the release runs exactly its replicas, all Ready, and none of them is `without`."""
 
     def settled() -> list[str] | None:
-        pods = serving_pods(cluster, release)
+        pods = _serving_pods(cluster, release)
         return pods if pods is not None and without not in pods else None
 
     gone = f", {without} gone" if without else ""
@@ -127,11 +142,32 @@ def _ca_bundle(cluster: Cluster, tls: ReleaseTLS) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(bundle) if bundle else []
 
 
+def _served_expiry(cluster: Cluster, namespace: str, pod: str) -> float | None:
+    path = f"/api/v1/namespaces/{namespace}/pods/http:{pod}:{METRICS_PORT}/proxy/metrics"
+    for line in cluster.kubectl("get", "--raw", path, check=False).stdout.splitlines():
+        if line.startswith(CERT_EXPIRY_METRIC):
+            return float(line.split()[-1])
+    return None
+
+
+def _wait_until_every_replica_serves(
+    cluster: Cluster, release: Release, certificate: x509.Certificate
+) -> None:
+    expiry = certificate.not_valid_after_utc.timestamp()
+
+    def every_replica_serves() -> bool:
+        pods = _serving_pods(cluster, release) or []
+        served = [_served_expiry(cluster, release.namespace, pod) for pod in pods]
+        return bool(pods) and all(s is not None and abs(s - expiry) < 1 for s in served)
+
+    wait_for(every_replica_serves, WAIT, f"every webhook replica to serve the cert of {expiry}")
+
+
 def _renew_the_serving_certificate(cluster: Cluster, release: Release, tls: ReleaseTLS) -> None:
     before = _secret_certificate(cluster, tls, tls.serving, "tls.crt")
     after = _renew(cluster, tls, tls.serving)
     assert after.serial_number != before.serial_number
-    wait_until_every_replica_serves(cluster, release, after, WAIT)
+    _wait_until_every_replica_serves(cluster, release, after)
 
 
 def _renew_the_ca(cluster: Cluster, release: Release, tls: ReleaseTLS) -> None:
@@ -144,7 +180,7 @@ def _renew_the_ca(cluster: Cluster, release: Release, tls: ReleaseTLS) -> None:
     serving = _renew(cluster, tls, tls.serving)
     assert _secret_certificate(cluster, tls, tls.serving, "ca.crt") == ca
     wait_for(lambda: ca in _ca_bundle(cluster, tls), WAIT, "cainjector to put the new CA in")
-    wait_until_every_replica_serves(cluster, release, serving, WAIT)
+    _wait_until_every_replica_serves(cluster, release, serving)
 
 
 # One after another, each under the load.

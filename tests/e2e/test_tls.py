@@ -5,6 +5,7 @@ server's certificate verification, and the server's certificate reload."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,10 @@ from cryptography import x509
 
 from bench.certs import CertificateAuthority
 from tests.e2e.cluster import Cluster, ContinuousPodCreation, unique, wait_for
-from tests.e2e.release import Release, wait_until_every_replica_serves
+from tests.e2e.release import Release
+
+# The webhook server's gauge of the serving certificate's notAfter, in unix seconds.
+CERT_EXPIRY_METRIC = "pod_labeler_certificate_expiry_timestamp_seconds"
 
 
 @dataclass(frozen=True)
@@ -125,17 +129,60 @@ def test_the_api_server_refuses_a_webhook_whose_certificate_the_ca_bundle_does_n
 # --- rotation -----------------------------------------------------------------------
 
 
+def _request_renewal(cluster: Cluster, certificate: dict[str, Any]) -> None:
+    """What `cmctl renew` does: set the Certificate's Issuing condition, through the API."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    conditions = [
+        c for c in certificate.get("status", {}).get("conditions", []) if c["type"] != "Issuing"
+    ]
+    conditions.append(
+        {
+            "type": "Issuing",
+            "status": "True",
+            "reason": "ManuallyTriggered",
+            "message": "Certificate re-issuance requested by the e2e suite",
+            "lastTransitionTime": now,
+        }
+    )
+    cluster.kubectl(
+        "patch",
+        "certificate",
+        certificate["metadata"]["name"],
+        "-n",
+        certificate["metadata"]["namespace"],
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": conditions}}),
+    )
+
+
+def _served_expiry(cluster: Cluster, service: dict[str, Any]) -> float | None:
+    """The serving certificate's notAfter as one replica reports it, read through the
+    API server's Service proxy (so it works wherever the test runs)."""
+    path = (
+        f"/api/v1/namespaces/{service['namespace']}/services/"
+        f"https:{service['name']}:{service.get('port', 443)}/proxy/metrics"
+    )
+    metrics = cluster.kubectl("get", "--raw", path, check=False).stdout
+    for line in metrics.splitlines():
+        if line.startswith(CERT_EXPIRY_METRIC):
+            return float(line.split()[-1])
+    return None
+
+
 def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_creation(
     cluster: Cluster, release: Release, namespace: str, webhook_tls: WebhookTLS
 ) -> None:
     before = _serving_certificate(cluster, release, webhook_tls)
-    wait_until_every_replica_serves(cluster, release, before, 120)  # the issued one, to begin
+    assert _served_expiry(cluster, webhook_tls.service) == pytest.approx(
+        before.not_valid_after_utc.timestamp()
+    ), "the webhook should serve the issued certificate before rotation"
 
     accepted = {release.label_key: {release.label_value}}
     with ContinuousPodCreation(cluster, namespace, accepted) as creation:
         creation.wait_for_more()  # under way before the renewal starts
-        certificate = webhook_tls.certificate["metadata"]
-        cluster.renew_certificate(certificate["namespace"], certificate["name"])
+        _request_renewal(cluster, webhook_tls.certificate)
 
         def renewed() -> x509.Certificate | None:
             current = _serving_certificate(cluster, release, webhook_tls)
@@ -146,7 +193,15 @@ def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_
             120,
             "cert-manager to write a renewed certificate into the Secret",
         )
-        wait_until_every_replica_serves(cluster, release, after, 120)
+        new_expiry = after.not_valid_after_utc.timestamp()
+        # Every replica must serve the new pair; the Service proxy picks one at random.
+        wait_for(
+            lambda: all(
+                _served_expiry(cluster, webhook_tls.service) == new_expiry for _ in range(6)
+            ),
+            120,
+            "every webhook replica to serve the renewed certificate",
+        )
         creation.wait_for_more()  # and some more on the new certificate
 
     assert after.serial_number != before.serial_number
