@@ -1,9 +1,9 @@
 """The e2e suite's only way into the cluster: kubectl and helm against KUBECONFIG.
 
 Everything goes through the API, so the same tests run on the local control plane
-(`make up`) and on kind. kubectl is called directly, rather than through
-pytest-helm-charts' `Cluster.kubectl`, because the tests need its stderr: that is
-where it prints the warnings an admission webhook returns.
+(`make up`) and on kind. kubectl's stderr is kept, because that is where it prints
+the warnings an admission webhook returns. README's "Development" section says why
+these helpers are ours rather than pytest-helm-charts' or pykube-ng's.
 """
 
 from __future__ import annotations

@@ -29,11 +29,13 @@ def test_container_runs_the_server_serve_command(render):
     assert container(render())["command"] == ["python", "-m", "app.main", "serve"]
 
 
-def test_args_carry_the_tls_files_the_port_and_the_default_label(render):
+def test_args_carry_the_tls_files_the_ports_the_log_level_and_the_default_label(render):
     assert container(render())["args"] == [
         "--tls-cert=/tls/tls.crt",
         "--tls-key=/tls/tls.key",
         "--port=8443",
+        "--metrics-port=8080",
+        "--log-level=info",
         "--handshake-timeout=5",
         "--header-timeout=5",
         "--request-timeout=30",
@@ -172,22 +174,24 @@ def test_probes_call_the_server_health_endpoints_over_https(render, probe, path)
     }
 
 
-def test_container_serves_https_on_8443(render):
+def test_container_serves_https_on_8443_and_metrics_on_8080(render):
     assert container(render())["ports"] == [
-        {"name": "https", "containerPort": 8443, "protocol": "TCP"}
+        {"name": "https", "containerPort": 8443, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
     ]
 
 
-def test_service_forwards_443_to_the_https_port(render):
+def test_service_forwards_443_to_the_https_port_and_8080_to_the_metrics_port(render):
     service = render().one("Service")
     assert service["spec"]["ports"] == [
-        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}
+        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"},
     ]
     assert service["spec"]["selector"] == SELECTOR
 
 
-def test_image_tag_defaults_to_the_app_version(render):
-    assert container(render())["image"] == "ghcr.io/pod-labeler/pod-labeler:0.1.0"
+def test_image_tag_defaults_to_the_app_version(render, app_version):
+    assert container(render())["image"] == f"ghcr.io/pod-labeler/pod-labeler:{app_version}"
 
 
 def test_image_is_configurable(render):

@@ -9,26 +9,38 @@ import pytest
 FULLNAME = "webhook-pod-labeler"
 NAMESPACED_KINDS = {
     "Certificate",
+    "ConfigMap",
     "Deployment",
     "Issuer",
+    "NetworkPolicy",
     "PodDisruptionBudget",
+    "PrometheusRule",
+    "Secret",
     "Service",
     "ServiceAccount",
+    "ServiceMonitor",
 }
+# Every optional object on, so that every template renders in one mode or the other.
+EVERYTHING_ON = (
+    "metrics.serviceMonitor.enabled=true",
+    "metrics.prometheusRule.enabled=true",
+    "metrics.dashboard.enabled=true",
+    "networkPolicy.enabled=true",
+)
 
 
 @pytest.mark.parametrize("mode", ["webhook", "policy"])
 def test_every_object_carries_the_standard_labels_with_its_mode_as_component(
-    render, policy_api, mode
+    render, policy_api, mode, chart_meta
 ):
-    for obj in render(f"mode={mode}", api_versions=policy_api):
+    for obj in render(f"mode={mode}", *EVERYTHING_ON, api_versions=policy_api):
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "pod-labeler", obj["kind"]
         assert labels["app.kubernetes.io/instance"] == "webhook"
-        assert labels["app.kubernetes.io/version"] == "0.1.0"
+        assert labels["app.kubernetes.io/version"] == chart_meta["appVersion"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/component"] == mode
-        assert labels["helm.sh/chart"] == "pod-labeler-0.2.0"
+        assert labels["helm.sh/chart"] == f"pod-labeler-{chart_meta['version']}"
 
 
 def test_selectors_use_only_name_and_instance(render):
@@ -82,7 +94,8 @@ def test_fullname_cut_never_ends_with_a_dash(render):
 @pytest.mark.parametrize("mode", ["webhook", "policy"])
 @pytest.mark.parametrize("namespace", ["pod-labeler", "platform-system"])
 def test_namespaced_objects_are_in_the_release_namespace(render, policy_api, namespace, mode):
-    for obj in render(f"mode={mode}", namespace=namespace, api_versions=policy_api):
+    manifests = render(f"mode={mode}", *EVERYTHING_ON, namespace=namespace, api_versions=policy_api)
+    for obj in manifests:
         if obj["kind"] in NAMESPACED_KINDS:
             assert obj["metadata"]["namespace"] == namespace, obj["kind"]
         else:
@@ -100,10 +113,14 @@ def test_every_helper_is_namespaced_with_the_chart_name(chart_dir):
 
 
 def test_each_template_file_renders_only_the_kind_it_is_named_after(render, policy_api, chart_dir):
+    # The backfill hook's objects are in backfill-<kind>.yaml, beside the webhook's own.
     sources: set[str] = set()
     for mode in ("webhook", "policy"):
-        manifests = render(f"mode={mode}", api_versions=policy_api)
+        manifests = render(
+            f"mode={mode}", *EVERYTHING_ON, "backfill.onInstall=true", api_versions=policy_api
+        )
         for key, source in manifests.sources.items():
-            assert source == f"templates/{key[0].lower()}.yaml", key
+            kind = key[0].lower()
+            assert source in (f"templates/{kind}.yaml", f"templates/backfill-{kind}.yaml"), key
         sources |= set(manifests.sources.values())
     assert {f"templates/{p.name}" for p in (chart_dir / "templates").glob("*.yaml")} == sources

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.label_cases import CASES, CHART_VALUES, OURS, POD_LABELS, pod
+
 celpy = pytest.importorskip("celpy", reason="cel-python is not installed (requirements-dev.txt)")
 celtypes = pytest.importorskip("celpy.celtypes")
 
-EXTRA_LABELS = {"example.com/team": "payments", "tier": "backend"}
-OURS = {"environment": "production", **EXTRA_LABELS}
 Mutate = Callable[[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]]
 
 
@@ -75,40 +75,12 @@ def mutate(render, policy_api) -> Callable[..., Mutate]:
 
     def _mutate(*, overwrite: bool) -> Mutate:
         if overwrite not in cache:
-            values = {"mode": "policy", "extraLabels": EXTRA_LABELS, "overwrite": overwrite}
+            values = {"mode": "policy", **CHART_VALUES, "overwrite": overwrite}
             manifests = render(values=values, api_versions=policy_api)
             cache[overwrite] = PolicyEvaluator(manifests.one("MutatingAdmissionPolicy"))
         return cache[overwrite]
 
     return _mutate
-
-
-def pod(labels: dict[str, str] | None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": "demo", "namespace": "team-a"}
-    if labels is not None:
-        metadata["labels"] = labels
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": []}}
-
-
-# What a new Pod carries before, and after admission: the same table as the e2e test,
-# which runs it through the real API server in both modes.
-CASES = {
-    "no labels": (None, OURS, OURS),
-    "an empty label map": ({}, OURS, OURS),
-    "other labels": ({"app": "shop"}, {"app": "shop", **OURS}, {"app": "shop", **OURS}),
-    "our label with another value": (
-        {"environment": "staging"},
-        OURS,
-        {**OURS, "environment": "staging"},
-    ),
-    "our label already right": ({"environment": "production"}, OURS, OURS),
-    "a key with a slash": (
-        {"example.com/owner": "ann", "example.com/team": "billing"},
-        {"example.com/owner": "ann", **OURS},
-        {"example.com/owner": "ann", **OURS, "example.com/team": "billing"},
-    ),
-    "every extra label already set": (dict(EXTRA_LABELS), OURS, OURS),
-}
 
 
 @pytest.mark.parametrize(
@@ -145,25 +117,19 @@ def test_only_the_labels_change(mutate):
     assert after == before
 
 
-LABEL_KEYS = st.sampled_from(
-    ["environment", "tier", "app", "example.com/team", "example.com/owner", "a.b/c", "x_y-z"]
-)
-LABEL_VALUES = st.sampled_from(["", "production", "staging", "payments", "backend", "1"])
-
-
-@given(st.none() | st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=6))
+@given(POD_LABELS)
 def test_with_overwrite_a_pod_ends_with_its_labels_and_ours_on_top(mutate, labels):
     _, patched = mutate(overwrite=True)(pod(labels))
     assert patched["metadata"]["labels"] == {**(labels or {}), **OURS}
 
 
-@given(st.none() | st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=6))
+@given(POD_LABELS)
 def test_without_overwrite_a_pod_keeps_every_label_it_has_and_gains_the_missing(mutate, labels):
     _, patched = mutate(overwrite=False)(pod(labels))
     assert patched["metadata"]["labels"] == {**OURS, **(labels or {})}
 
 
-@given(st.none() | st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=6), st.booleans())
+@given(POD_LABELS, st.booleans())
 def test_the_patch_is_idempotent_so_reinvocation_changes_nothing(mutate, labels, overwrite):
     _, once = mutate(overwrite=overwrite)(pod(labels))
     ops, twice = mutate(overwrite=overwrite)(once)
