@@ -1,6 +1,6 @@
 """Pods created without pause, in several namespaces, are never refused and always
-labelled while the webhook is, one after another: rolled by `helm upgrade`, short of
-a deleted Pod, and given a renewed serving certificate, then a renewed CA.
+labelled while, one after another, the webhook is rolled by `helm upgrade`, loses a
+Pod, and gets a renewed serving certificate, then a renewed CA.
 
 Exercises: the Deployment controller's rolling update, the EndpointSlice controller
 and the API server's choice of endpoint, the server's drain on SIGTERM and its
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from tests.e2e import metrics
 from tests.e2e.cluster import Cluster, unique, wait_for
 from tests.e2e.load import PodCreationLoad
 from tests.e2e.release import Release, upgrade
@@ -32,10 +33,8 @@ MIN_RATE = 20.0
 # Creations after each change is complete, before the next one starts.
 AFTER_EACH = 60
 WAIT = 300.0
-# The server's plain-HTTP metrics port, and its gauge of the loaded certificate's
-# notAfter: read through the API server's Pod proxy, it says which certificate each
-# replica serves.
-METRICS_PORT = 8080
+# The server's gauge of the loaded certificate's notAfter: scraped from each replica,
+# it says which certificate each one serves.
 CERT_EXPIRY_METRIC = "pod_labeler_certificate_expiry_timestamp_seconds"
 
 
@@ -142,23 +141,18 @@ def _ca_bundle(cluster: Cluster, tls: ReleaseTLS) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(bundle) if bundle else []
 
 
-def _served_expiry(cluster: Cluster, namespace: str, pod: str) -> float | None:
-    path = f"/api/v1/namespaces/{namespace}/pods/http:{pod}:{METRICS_PORT}/proxy/metrics"
-    for line in cluster.kubectl("get", "--raw", path, check=False).stdout.splitlines():
-        if line.startswith(CERT_EXPIRY_METRIC):
-            return float(line.split()[-1])
-    return None
-
-
 def _wait_until_every_replica_serves(
     cluster: Cluster, release: Release, certificate: x509.Certificate
 ) -> None:
     expiry = certificate.not_valid_after_utc.timestamp()
 
     def every_replica_serves() -> bool:
-        pods = _serving_pods(cluster, release) or []
-        served = [_served_expiry(cluster, release.namespace, pod) for pod in pods]
-        return bool(pods) and all(s is not None and abs(s - expiry) < 1 for s in served)
+        if _serving_pods(cluster, release) is None:  # a replica is starting or ending
+            return False
+        served = [s.get(CERT_EXPIRY_METRIC) for s in metrics.per_replica(cluster, release).values()]
+        return len(served) == release.replicas and all(
+            s is not None and abs(s - expiry) < 1 for s in served
+        )
 
     wait_for(every_replica_serves, WAIT, f"every webhook replica to serve the cert of {expiry}")
 
