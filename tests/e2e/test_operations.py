@@ -219,13 +219,12 @@ def test_on_the_host_network_with_custom_ports_new_pods_are_still_labelled(
     (pod,) = [p for p in pods if not p["metadata"].get("deletionTimestamp")]  # the old ones go
     assert pod["spec"]["hostNetwork"] is True
     assert pod["status"]["podIP"] == pod["status"]["hostIP"]
-    slices = cluster.get(
-        "endpointslices",
-        "-n",
-        release.namespace,
-        "-l",
-        f"kubernetes.io/service-name={metrics.service(cluster, release)}",
-    )["items"]
-    published = {port["name"]: port["port"] for s in slices for port in s.get("ports") or []}
-    assert published == HOST_PORTS
+    selector = f"kubernetes.io/service-name={metrics.service(cluster, release)}"
+
+    def published() -> dict[str, int]:
+        slices = cluster.get("endpointslices", "-n", release.namespace, "-l", selector)["items"]
+        return {port["name"]: port["port"] for s in slices for port in s.get("ports") or []}
+
+    # Until the old Pods are gone, their slice still lists the old ports.
+    wait_for(lambda: published() == HOST_PORTS, WAIT, f"EndpointSlices publishing {HOST_PORTS}")
     assert metrics.REVIEWS in metrics.samples(metrics.through_service(cluster, release))
