@@ -246,6 +246,7 @@ def skipping_webhook(namespace: str) -> str:
     subprocess.run(
         [kubectl, "create", "-f", "-"],
         input=json.dumps(configuration),
+        capture_output=True,
         text=True,
         env=env,
         check=True,
