@@ -33,7 +33,7 @@ RUN python -m venv --without-pip /opt/venv \
 FROM python:3.11.17-slim-trixie
 
 # Set by hack/kind-e2e.sh (and so CI) from the chart's appVersion and the git commit.
-ARG VERSION=0.1.0
+ARG VERSION=0.3.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="pod-labeler" \
       org.opencontainers.image.description="Kubernetes mutating admission webhook that labels every new Pod" \

@@ -13,6 +13,10 @@ export PATH := $(ROOT)/.cache/bin:$(VENV)/bin:$(PATH)
 LOCAL_KUBECONFIG := $(ROOT)/.cache/run/kubeconfig
 E2E_KUBECONFIG ?= $(LOCAL_KUBECONFIG)
 
+# chart/README.md is generated: the values table from values.yaml's `# -- ` comments,
+# the prose from chart/README.md.gotmpl.
+HELM_DOCS := helm-docs --chart-search-root chart --sort-values-order file --log-level warning
+
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -32,13 +36,19 @@ down: ## Stop everything `make up` started
 	$(PY) -m localcp down
 
 .PHONY: lint
-lint: ## ruff, mypy, helm lint, actionlint, hadolint
+lint: ## ruff, mypy, helm lint, actionlint, hadolint, chart/README.md up to date
 	ruff check .
 	ruff format --check .
 	mypy
 	helm lint --strict chart
 	actionlint
 	hadolint Dockerfile
+	@$(HELM_DOCS) --dry-run | diff -u chart/README.md - \
+		|| { echo 'chart/README.md is stale: run `make docs` and commit it' >&2; exit 1; }
+
+.PHONY: docs
+docs: ## Regenerate chart/README.md with helm-docs (values.yaml, chart/README.md.gotmpl)
+	$(HELM_DOCS)
 
 .PHONY: test-unit
 test-unit: ## Unit tests: the admission core, the server, the chart's rendered manifests

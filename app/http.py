@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import (
     BadRequest,
@@ -25,10 +25,10 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
 )
 
-from app.admission import InvalidReview, ReviewResult, review
-from app.admission.decode import ADMISSION_V1, SUPPORTED_API_VERSIONS
+from app.admission import InvalidReview, LabelPolicy, Outcome, ReviewResult, review_request
+from app.admission.decode import ADMISSION_V1, decode_review
 from app.admission.responses import errored
-from app.config import DEFAULT_MAX_BODY_BYTES, LabelPolicy
+from app.config import DEFAULT_MAX_BODY_BYTES
 from app.logs import fields
 from app.metrics import Metrics
 
@@ -61,23 +61,7 @@ def create_app(
     for key, _ in policy.labels:
         metrics.labels_set.labels(label=key)
         metrics.labels_overwritten.labels(label=key)
-
-    @app.before_request
-    def start_clock() -> None:
-        g.started = time.perf_counter()
-
-    @app.post(MUTATE_PATH)
-    def mutate() -> Response:
-        document = _read_json_body()
-        g.uid, g.api_version = _peek_identity(document)
-        result = review(document, policy)
-        _record(metrics, result.outcome.value)
-        for key in result.changes.set if result.changes else ():
-            metrics.labels_set.labels(label=key).inc()
-        for overwrite in result.changes.overwritten if result.changes else ():
-            metrics.labels_overwritten.labels(label=overwrite.key).inc()
-        log.info("review", extra=fields(**_review_fields(result)))
-        return _json(200, result.response)
+    app.add_url_rule(MUTATE_PATH, view_func=MutateView(policy, metrics), methods=["POST"])
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -94,32 +78,76 @@ def create_app(
     def metrics_endpoint() -> Response:
         return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
-    @app.errorhandler(InvalidReview)
-    def invalid_review(error: InvalidReview) -> Response:
-        return _error(
-            metrics, 400, f"invalid AdmissionReview: {error}", error.uid, error.api_version
-        )
-
+    # Outside /mutate (which answers its own errors): an unknown path, a wrong method.
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
-        response = _error(metrics, error.code or 500, error.description or error.name)
+        code = error.code or 500
+        response = _json(code, errored(code, error.description or error.name))
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
 
     # Registered for Exception, not InternalServerError, so it also runs under
-    # Flask's testing mode, which would otherwise re-raise. The analogue of
-    # controller-runtime recovering a panic: answer 500, echo the uid, log it all.
+    # Flask's testing mode, which would otherwise re-raise.
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
-        log.error(
-            "unhandled exception",
-            exc_info=error,
-            extra=fields(uid=g.get("uid", ""), path=request.path),
-        )
-        return _error(metrics, 500, InternalServerError.description)
+        log.error("unhandled exception", exc_info=error, extra=fields(path=request.path))
+        return _json(500, errored(500, InternalServerError.description))
 
     return app
+
+
+class MutateView:
+    """POST /mutate: one review per request, every failure answered, logged and
+    counted here, the way controller-runtime's webhook `http.go` keeps it all in
+    its handler. The body is parsed and decoded once; whatever was learnt of the
+    request's uid and apiVersion is echoed in an error answer."""
+
+    def __init__(self, policy: LabelPolicy, metrics: Metrics) -> None:
+        self.policy, self.metrics = policy, metrics
+        # Flask names the endpoint after the view function.
+        self.__name__ = "mutate"
+
+    def __call__(self) -> Response:
+        started = time.perf_counter()
+        uid, api_version = "", ADMISSION_V1
+        try:
+            admission_request = decode_review(_read_json_body())
+            uid, api_version = admission_request.uid, admission_request.api_version
+            result = review_request(admission_request, self.policy)
+        except InvalidReview as error:
+            message = f"invalid AdmissionReview: {error}"
+            return self._failed(started, 400, message, error.uid, error.api_version)
+        except HTTPException as error:
+            code = error.code or 500
+            return self._failed(started, code, error.description or error.name, uid, api_version)
+        except Exception as error:
+            # The analogue of controller-runtime recovering a panic: answer 500,
+            # echo the uid, log it all.
+            log.error("unhandled exception", exc_info=error, extra=fields(uid=uid))
+            return self._failed(started, 500, InternalServerError.description, uid, api_version)
+        self._count(result.outcome, started)
+        for key in result.changes.set if result.changes else ():
+            self.metrics.labels_set.labels(label=key).inc()
+        for overwrite in result.changes.overwritten if result.changes else ():
+            self.metrics.labels_overwritten.labels(label=overwrite.key).inc()
+        log.info("review", extra=fields(**_review_fields(result, started)))
+        return _json(200, result.response)
+
+    def _failed(
+        self, started: float, code: int, message: str, uid: str, api_version: str
+    ) -> Response:
+        outcome = Outcome.ERROR if code >= 500 else Outcome.INVALID
+        self._count(outcome, started)
+        log.warning(
+            "review failed",
+            extra=fields(uid=uid, outcome=outcome.value, code=code, error=message),
+        )
+        return _json(code, errored(code, message, uid=uid, api_version=api_version))
+
+    def _count(self, outcome: Outcome, started: float) -> None:
+        self.metrics.reviews.labels(outcome=outcome.value).inc()
+        self.metrics.review_duration.observe(time.perf_counter() - started)
 
 
 def _read_json_body() -> Any:
@@ -146,19 +174,7 @@ def _read_json_body() -> Any:
         raise BadRequest("the body's JSON is nested too deeply") from error
 
 
-def _peek_identity(document: Any) -> tuple[str, str]:
-    """uid and apiVersion read without validation, only to echo in a 500 answer."""
-    uid, api_version = "", ADMISSION_V1
-    if isinstance(document, dict):
-        if document.get("apiVersion") in SUPPORTED_API_VERSIONS:
-            api_version = document["apiVersion"]
-        request_part = document.get("request")
-        if isinstance(request_part, dict) and isinstance(request_part.get("uid"), str):
-            uid = request_part["uid"]
-    return uid, api_version
-
-
-def _review_fields(result: ReviewResult) -> dict[str, Any]:
+def _review_fields(result: ReviewResult, started: float) -> dict[str, Any]:
     request_ = result.request
     metadata, changes = result.metadata, result.changes
     return {
@@ -179,29 +195,8 @@ def _review_fields(result: ReviewResult) -> dict[str, Any]:
             for item in (changes.kept if changes else ())
         ],
         "outcome": result.outcome.value,
-        "duration_ms": round((time.perf_counter() - g.started) * 1000, 3),
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
     }
-
-
-def _record(metrics: Metrics, outcome: str) -> None:
-    metrics.reviews.labels(outcome=outcome).inc()
-    metrics.review_duration.observe(time.perf_counter() - g.get("started", time.perf_counter()))
-
-
-def _error(
-    metrics: Metrics, code: int, message: str, uid: str = "", api_version: str = ""
-) -> Response:
-    """A JSON error; on /mutate it is also counted and logged as a review outcome."""
-    uid = uid or g.get("uid", "")
-    api_version = api_version or g.get("api_version", ADMISSION_V1)
-    if request.path == MUTATE_PATH:
-        outcome = "error" if code >= 500 else "invalid"
-        _record(metrics, outcome)
-        log.warning(
-            "review failed",
-            extra=fields(uid=uid, outcome=outcome, code=code, error=message),
-        )
-    return _json(code, errored(code, message, uid=uid, api_version=api_version))
 
 
 def _json(code: int, body: dict[str, Any]) -> Response:

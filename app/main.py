@@ -21,17 +21,11 @@ from typing import Any
 
 import yaml
 
-from app.admission import InvalidReview
+from app.admission import InvalidPolicy, InvalidReview, LabelPolicy
+from app.admission.policy import DEFAULT_LABELS, parse_label, parse_label_list
 from app.admission.simulate import simulate
-from app.config import (
-    DEFAULT_LABELS,
-    LOG_LEVELS,
-    ConfigError,
-    LabelPolicy,
-    ServerConfig,
-    parse_label,
-    parse_label_list,
-)
+from app.backfill import register as register_backfill
+from app.config import LOG_LEVELS, ConfigError, ServerConfig
 from app.logs import configure
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -136,7 +130,7 @@ SERVE_OPTIONS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m app.main",
+        prog="pod-labeler",  # also `python -m app.main`
         description="A Kubernetes mutating admission webhook that labels every new Pod.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -187,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     mutate.add_argument("file", metavar="FILE", help="the file to read, or - for stdin")
     serve.set_defaults(run=_serve, parser=serve)
     mutate.set_defaults(run=_mutate, parser=mutate)
+    register_backfill(commands)  # audit, backfill
     return parser
 
 
@@ -231,7 +226,7 @@ class _Settings:
             else:
                 labels = DEFAULT_LABELS
             return LabelPolicy(labels=labels, overwrite=self.overwrite())
-        except ConfigError as error:
+        except InvalidPolicy as error:
             self.parser.error(str(error))
 
     def server_config(self) -> ServerConfig:

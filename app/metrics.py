@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.admission import Outcome
+
 PREFIX = "pod_labeler"
 
 # Reviews take well under a millisecond of our own time; the default buckets
 # start at 5 ms and would put nearly everything in the first one.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-OUTCOMES = ("patched", "allowed", "invalid", "error")
 CLOSE_REASONS = ("idle", "timeout", "shed", "refused", "handshake")
 
 
@@ -72,8 +73,8 @@ class Metrics:
         )
         # Export every series at 0 from the start, so rate() and alerts work
         # before the first event of each kind.
-        for outcome in OUTCOMES:
-            self.reviews.labels(outcome=outcome)
+        for outcome in Outcome:
+            self.reviews.labels(outcome=outcome.value)
         for result in ("success", "failure"):
             self.certificate_reloads.labels(result=result)
         for reason in CLOSE_REASONS:

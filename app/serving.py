@@ -24,7 +24,7 @@ from waitress.server import create_server
 from app.certificates import CertificateWatcher
 from app.config import ConfigError, ServerConfig
 from app.edge.front import Front, Listener
-from app.edge.limits import connection_limit, raise_open_files_limit
+from app.edge.limits import connection_limit, raise_open_files_limit, read_memory_limit
 from app.http import METRICS_PATH, create_app
 from app.logs import fields
 from app.metrics import Metrics
@@ -70,7 +70,10 @@ class WebhookServer:
         self.certificates.load()
         limits = self.config.edge
         soft, hard = raise_open_files_limit()
-        max_connections = connection_limit(soft, limits.max_connections)
+        memory_limit = read_memory_limit()
+        max_connections = connection_limit(
+            soft, limits.max_connections, memory_limit, limits.max_buffered_bytes
+        )
         # The root filesystem is read-only in the Pod; the chart mounts an emptyDir
         # at /tmp. mkdtemp gives a directory only we can enter for the socket.
         self._socket_dir = tempfile.mkdtemp(prefix="pod-labeler-")
@@ -110,6 +113,7 @@ class WebhookServer:
                 threads=self.config.threads,
                 open_files_soft=soft,
                 open_files_hard=hard,
+                memory_limit_bytes=memory_limit,
                 max_connections=max_connections,
             ),
         )

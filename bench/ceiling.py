@@ -18,7 +18,7 @@ from flask import Flask, request
 from waitress import serve
 
 from app.admission import review
-from app.config import LabelPolicy
+from app.admission.policy import LabelPolicy
 
 
 def create_ceiling_app(policy: LabelPolicy) -> Flask:

@@ -1,28 +1,33 @@
-"""Pod-creation latency on the local control plane: no labelling, policy mode, webhook mode,
-and webhook mode for a Pod that already carries the labels.
+"""Pod-creation latency on the local control plane, per labelling setup.
 
     make up && python -m bench.modes [--pods 1000]
 
 Creates N Pods with a server-side dry run (the whole admission chain runs,
 nothing is stored) over one keep-alive HTTPS connection to kube-apiserver, in
-four setups of the same release, one after the other in one run:
+each setup of SETUPS, one after the other in one run, each in a namespace of its own:
 
-- none: a namespace labelled `pod-labeler/skip=true`, which neither mode touches;
-- policy: `helm upgrade --set mode=policy` (MutatingAdmissionPolicy, CEL in the API server);
-- webhook: `helm upgrade --set mode=webhook` (the API server calls our server over TLS);
-- webhook, labelled: the same webhook, for Pods that already carry the release's labels,
-  which its matchConditions (webhook.skipLabelledPods) let the API server admit without
-  calling it. Expected within noise of "none". It runs in a namespace served by a copy of
-  the webhook as helm rendered it (see `skipping_webhook`).
+- no labelling: a namespace labelled `pod-labeler/skip=true`, which neither mode touches;
+- policy mode: `helm upgrade --set mode=policy` (MutatingAdmissionPolicy, CEL in the API server);
+- webhook mode: `helm upgrade --set mode=webhook` (the API server calls our server over TLS);
+- webhook, labelled: the same, for Pods that already carry the release's labels, which
+  the webhook's matchConditions (webhook.skipLabelledPods) let the API server admit
+  without calling it (on a copy of the webhook: see `webhook_labelled`). Expected within
+  noise of "no labelling";
+- reference webhook: bench/refwebhook, a minimal Go webhook returning the same patch,
+  installed beside ours the same way (cert-manager certificate, cainjector caBundle,
+  Service, Pods run by localcp's kubelet stand-in) for a namespace ours skips.
 
-Prints p50/p90/p99 per setup side by side, then puts the release back in the mode
-it was in. Asserts nothing: these are figures for the README.
+Prints p50/p90/p99 per setup side by side, each setup's p50 over "no labelling"
+(what labelling adds), and our webhook's added p50 over the reference's (the target
+is at most 1.3), then puts the release back in the mode it was in. Asserts nothing:
+these are figures for the README. `.cache/bin/refwebhook` is built by hack/install.sh.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -31,7 +36,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -44,6 +49,8 @@ BIN = ROOT / ".cache" / "bin"
 KUBECONFIG = Path(os.environ.get("KUBECONFIG", ROOT / ".cache" / "run" / "kubeconfig"))
 RELEASE, RELEASE_NAMESPACE = "webhook", "pod-labeler"
 WARM_UP = 30
+# The reference webhook's Deployment, Service, Certificate, Secret and configuration.
+REFERENCE = "pod-labeler-reference"
 POD: dict[str, Any] = {
     "apiVersion": "v1",
     "kind": "Pod",
@@ -52,9 +59,11 @@ POD: dict[str, Any] = {
 }
 
 
-def run(*argv: str) -> str:
+def run(*argv: str, stdin: str | None = None) -> str:
     env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()}")
     return done.stdout
@@ -161,13 +170,6 @@ def switch_mode(api: ApiServer, mode: str, namespace: str) -> None:
     wait_for(only_this_mode_labels, f"{mode} mode to label Pods")
 
 
-def labels_a_pod(api: ApiServer, namespace: str) -> bool:
-    try:
-        return "environment" in api.create_pod_dry_run(namespace)["metadata"]["labels"]
-    except CreateRefusedError:
-        return False
-
-
 def has_default_service_account(namespace: str) -> bool:
     found = run(str(BIN / "kubectl"), "get", "sa", "default", "-n", namespace, "--ignore-not-found")
     return bool(found.strip())
@@ -178,6 +180,107 @@ def current_mode() -> str:
         run(str(BIN / "helm"), "get", "values", RELEASE, "-n", RELEASE_NAMESPACE, "-o", "json")
     )
     return str((values or {}).get("mode", "webhook"))
+
+
+def kubectl_json(*args: str) -> Any:
+    return json.loads(run(str(BIN / "kubectl"), *args, "-o", "json"))
+
+
+class Bench:
+    """What every setup needs: the API connection, and namespaces deleted at the end."""
+
+    def __init__(self, api: ApiServer) -> None:
+        self.api = api
+        self.namespaces: list[str] = []
+
+    def namespace(self, setup: str, *, skip: bool = False) -> str:
+        """A new namespace to create Pods in; `skip` labels it so the release leaves it alone."""
+        name = f"bench-{setup}-{uuid.uuid4().hex[:5]}"
+        run(str(BIN / "kubectl"), "create", "namespace", name)
+        self.namespaces.append(name)
+        if skip:
+            run(str(BIN / "kubectl"), "label", "namespace", name, "pod-labeler/skip=true")
+        wait_for(partial(has_default_service_account, name), f"the default SA in {name}")
+        return name
+
+    def delete_namespaces(self) -> None:
+        for name in self.namespaces:
+            run(str(BIN / "kubectl"), "delete", "namespace", name, "--wait=false")
+
+
+# --- setups: each puts the cluster in its state and yields the namespace to measure in ---
+
+
+@contextlib.contextmanager
+def no_labelling(bench: Bench) -> Iterator[str]:
+    """A namespace labelled `pod-labeler/skip=true`, which neither mode touches."""
+    yield bench.namespace("none", skip=True)
+
+
+@contextlib.contextmanager
+def policy_mode(bench: Bench) -> Iterator[str]:
+    namespace = bench.namespace("policy")
+    switch_mode(bench.api, "policy", namespace)
+    yield namespace
+
+
+@contextlib.contextmanager
+def webhook_mode(bench: Bench) -> Iterator[str]:
+    namespace = bench.namespace("webhook")
+    switch_mode(bench.api, "webhook", namespace)
+    yield namespace
+
+
+@contextlib.contextmanager
+def webhook_labelled(bench: Bench) -> Iterator[str]:
+    """Webhook mode, for Pods that already carry the release's labels: the chart's
+    matchConditions (webhook.skipLabelledPods) let the API server admit them without
+    calling the webhook. Expected within noise of "no labelling".
+
+    Measured in a namespace that ours skips, served by a copy of the release's webhook as
+    helm rendered it, matchConditions included: cert-manager's cainjector before v1.12
+    (the local control plane runs v1.11.5) rewrites the release's own configuration with a
+    client that predates matchConditions, which drops them. The copy has no inject-ca-from
+    annotation, so it keeps them, and takes the injected caBundle as it is.
+    """
+    namespace = bench.namespace("labelled", skip=True)
+    if current_mode() != "webhook":
+        switch_mode(bench.api, "webhook", bench.namespace("webhook"))
+    manifest = run(str(BIN / "helm"), "get", "manifest", RELEASE, "-n", RELEASE_NAMESPACE)
+    (rendered,) = [
+        obj
+        for obj in yaml.safe_load_all(manifest)
+        if obj and obj["kind"] == "MutatingWebhookConfiguration"
+    ]
+    (webhook,) = rendered["webhooks"]
+    if not webhook.get("matchConditions"):
+        raise SystemExit("the release renders no matchConditions: set webhook.skipLabelledPods")
+    live = kubectl_json("get", "mutatingwebhookconfiguration", rendered["metadata"]["name"])
+    name = f"bench-skip-{uuid.uuid4().hex[:5]}"
+    webhook |= {
+        "name": f"{name}.bench.pod-labeler.test",
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "clientConfig": live["webhooks"][0]["clientConfig"],
+    }
+    copy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [webhook],
+    }
+    run(str(BIN / "kubectl"), "create", "-f", "-", stdin=json.dumps(copy))
+    try:
+        wait_for(partial(labels_a_pod, bench.api, namespace), "the copy of the webhook to label")
+        yield namespace
+    finally:
+        run(str(BIN / "kubectl"), "delete", "mutatingwebhookconfiguration", name)
+
+
+def labels_a_pod(api: ApiServer, namespace: str) -> bool:
+    try:
+        return "environment" in api.create_pod_dry_run(namespace)["metadata"]["labels"]
+    except CreateRefusedError:
+        return False
 
 
 def already_labelled() -> dict[str, str]:
@@ -201,106 +304,229 @@ def already_labelled() -> dict[str, str]:
     return {**POD["metadata"]["labels"], **ours}
 
 
-def skipping_webhook(namespace: str) -> str:
-    """Serve `namespace` with a copy of the release's webhook as helm rendered it,
-    matchConditions included; returns the copy's name.
-
-    A copy, because cert-manager's cainjector before v1.12 (the local control plane runs
-    v1.11.5) rewrites the release's own configuration with a client that predates
-    matchConditions and so drops them. The copy has no inject-ca-from annotation and takes
-    the injected caBundle as it is. `namespace` must opt out of the release's webhook.
-    """
-    kubectl = str(BIN / "kubectl")
-    manifest = run(str(BIN / "helm"), "get", "manifest", RELEASE, "-n", RELEASE_NAMESPACE)
-    (rendered,) = [
-        obj
-        for obj in yaml.safe_load_all(manifest)
-        if obj and obj["kind"] == "MutatingWebhookConfiguration"
-    ]
-    (webhook,) = rendered["webhooks"]
-    if not webhook.get("matchConditions"):
-        raise SystemExit("the release renders no matchConditions: set webhook.skipLabelledPods")
-    live = json.loads(
+@contextlib.contextmanager
+def reference_webhook(bench: Bench) -> Iterator[str]:
+    """bench/refwebhook (Go, standard library) installed beside ours, for one namespace
+    that ours skips: the API server's own cost of calling any webhook."""
+    if current_mode() != "webhook":
+        switch_mode(bench.api, "webhook", bench.namespace("webhook"))
+    namespace = bench.namespace("reference", skip=True)
+    manifests = reference_manifests(namespace)
+    try:
+        for manifest in manifests:
+            run(str(BIN / "kubectl"), "create", "-f", "-", stdin=json.dumps(manifest))
         run(
-            kubectl,
-            "get",
-            "mutatingwebhookconfiguration",
-            rendered["metadata"]["name"],
-            "-o",
-            "json",
+            str(BIN / "kubectl"),
+            "rollout",
+            "status",
+            f"deployment/{REFERENCE}",
+            "-n",
+            RELEASE_NAMESPACE,
+            "--timeout=3m",
         )
+
+        def labels_pods() -> bool:
+            try:  # refused until cainjector has filled the caBundle
+                pod = bench.api.create_pod_dry_run(namespace)
+            except CreateRefusedError:
+                return False
+            return "environment" in pod["metadata"]["labels"]
+
+        wait_for(labels_pods, "the reference webhook to label Pods")
+        yield namespace
+    finally:
+        for manifest in reversed(manifests):  # the webhook configuration first
+            metadata = manifest["metadata"]
+            scope = ["-n", metadata["namespace"]] if "namespace" in metadata else []
+            run(
+                str(BIN / "kubectl"),
+                "delete",
+                manifest["kind"],
+                metadata["name"],
+                *scope,
+                "--ignore-not-found",
+            )
+        run(
+            str(BIN / "kubectl"),
+            "delete",
+            "secret",
+            REFERENCE,
+            "-n",
+            RELEASE_NAMESPACE,
+            "--ignore-not-found",
+        )
+
+
+def reference_manifests(namespace: str) -> list[dict[str, Any]]:
+    """The reference installed as ours is, from ours: a cert-manager Certificate from
+    the same issuer, a Deployment with the same labels to set, a Service, and a
+    webhook configuration with the same settings whose caBundle cainjector fills.
+
+    localcp's kubelet stand-in runs the Pods of the release's namespace that carry
+    its instance label, each in a network namespace with an address the EndpointSlice
+    controller publishes; the reference's Pods (only they) carry that label to be run
+    the same way.
+    """
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    ours = kubectl_json("get", "mutatingwebhookconfigurations", "-l", selector)["items"][0]
+    certificate_name = ours["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    certificate = kubectl_json(
+        "get", "certificate", "-n", RELEASE_NAMESPACE, certificate_name.split("/")[1]
     )
-    name = f"bench-skip-{uuid.uuid4().hex[:5]}"
-    webhook |= {
-        "name": f"{name}.bench.pod-labeler.test",
+    deployment = kubectl_json("get", "deployment", "-n", RELEASE_NAMESPACE, "-l", selector)
+    deployment = deployment["items"][0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    labels = {"app.kubernetes.io/name": REFERENCE}
+    pod_labels = {**labels, "app.kubernetes.io/instance": RELEASE}
+    metadata = {"name": REFERENCE, "namespace": RELEASE_NAMESPACE, "labels": labels}
+    webhook = {
+        **ours["webhooks"][0],
+        "name": "reference.bench.pod-labeler.local",
+        "clientConfig": {
+            "service": {
+                "name": REFERENCE,
+                "namespace": RELEASE_NAMESPACE,
+                "path": "/mutate",
+                "port": 443,
+            }
+        },
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-        "clientConfig": live["webhooks"][0]["clientConfig"],
+        "objectSelector": {},
     }
-    configuration = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [webhook],
-    }
-    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
-    subprocess.run(
-        [kubectl, "create", "-f", "-"],
-        input=json.dumps(configuration),
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    return name
+    service_names = [REFERENCE, f"{REFERENCE}.{RELEASE_NAMESPACE}.svc"]
+    return [
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Certificate",
+            "metadata": metadata,
+            "spec": {**certificate["spec"], "dnsNames": service_names, "secretName": REFERENCE},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata,
+            "spec": {
+                "replicas": deployment["spec"]["replicas"],
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": pod_labels},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "containers": [
+                            {
+                                "name": "refwebhook",
+                                # Never pulled: only the local control plane runs it.
+                                "image": "localhost/refwebhook:local",
+                                "command": [str(BIN / "refwebhook")],
+                                "args": [
+                                    "--tls-cert=/tls/tls.crt",
+                                    "--tls-key=/tls/tls.key",
+                                    "--port=8443",
+                                    *(a for a in container["args"] if a.startswith("--label=")),
+                                ],
+                                "ports": [{"name": "https", "containerPort": 8443}],
+                                "readinessProbe": {
+                                    "httpGet": {
+                                        "path": "/readyz",
+                                        "port": "https",
+                                        "scheme": "HTTPS",
+                                    },
+                                    "periodSeconds": 5,
+                                },
+                                "volumeMounts": [
+                                    {"name": "tls", "mountPath": "/tls", "readOnly": True}
+                                ],
+                            }
+                        ],
+                        "volumes": [{"name": "tls", "secret": {"secretName": REFERENCE}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata,
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "https", "port": 443, "targetPort": "https"}],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {
+                "name": REFERENCE,
+                "labels": labels,
+                "annotations": {
+                    "cert-manager.io/inject-ca-from": f"{RELEASE_NAMESPACE}/{REFERENCE}"
+                },
+            },
+            "webhooks": [webhook],
+        },
+    ]
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    enter: Callable[[Bench], contextlib.AbstractContextManager[str]]
+    # The labels of the Pods created; None: the bench Pod's own.
+    pod_labels: Callable[[], dict[str, str]] | None = None
+
+
+# Measured in this order, one after the other; BASELINE first, since the others are
+# compared with it.
+BASELINE = "no labelling"
+SETUPS = [
+    Setup(BASELINE, no_labelling),
+    Setup("policy mode", policy_mode),
+    Setup("webhook mode", webhook_mode),
+    Setup("webhook, labelled", webhook_labelled, already_labelled),
+    Setup("reference webhook", reference_webhook),
+]
+# Our webhook's added p50 over the reference's: the issue's target.
+RATIO = ("webhook mode", "reference webhook", 1.3)
+
+
+def report(results: list[Figures], pods: int) -> None:
+    print(f"Pod create (server-side dry run), {pods} per setup, one keep-alive connection")
+    print(f"{'setup':<24}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'added p50':>11}")
+    p50 = {figures.setup: figures.quantile(50) for figures in results}
+    for figures in results:
+        added = p50[figures.setup] - p50[BASELINE]
+        print(
+            f"{figures.setup:<24}{figures.quantile(50):>9.2f}{figures.quantile(90):>9.2f}"
+            f"{figures.quantile(99):>9.2f}{statistics.fmean(figures.latencies_ms):>9.2f}"
+            f"{added:>11.2f}"
+        )
+    ours, reference, target = RATIO
+    if ours in p50 and reference in p50:
+        ratio = (p50[ours] - p50[BASELINE]) / (p50[reference] - p50[BASELINE])
+        print(
+            f"added p50, {ours} / {reference}: {ratio:.2f} "
+            f"(target <= {target}: {'met' if ratio <= target else 'NOT met'})"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Pod-creation latency per labelling mode.")
+    parser = argparse.ArgumentParser(description="Pod-creation latency per labelling setup.")
     parser.add_argument("--pods", type=int, default=1000, help="dry-run creates per setup")
     args = parser.parse_args()
 
-    api = ApiServer(KUBECONFIG)
-    kubectl = str(BIN / "kubectl")
-    setups = ("none", "labelled", "skipping")
-    namespaces = {name: f"bench-{name}-{uuid.uuid4().hex[:5]}" for name in setups}
-    for namespace in namespaces.values():
-        run(kubectl, "create", "namespace", namespace)
-    for name in ("none", "skipping"):
-        run(kubectl, "label", "namespace", namespaces[name], "pod-labeler/skip=true")
-    for namespace in namespaces.values():
-        wait_for(partial(has_default_service_account, namespace), f"the default SA in {namespace}")
-
+    bench = Bench(ApiServer(KUBECONFIG))
     original = current_mode()
     results = []
     try:
-        results.append(measure(api, namespaces["none"], args.pods, "none"))
-        for mode in ("policy", "webhook"):
-            switch_mode(api, mode, namespaces["labelled"])
-            results.append(measure(api, namespaces["labelled"], args.pods, mode))
-        copy = skipping_webhook(namespaces["skipping"])
-        try:
-            wait_for(
-                partial(labels_a_pod, api, namespaces["skipping"]),
-                "the copy of the webhook to label Pods",
-            )
-            setup = "webhook, labelled"
-            labels = already_labelled()
-            results.append(measure(api, namespaces["skipping"], args.pods, setup, labels))
-        finally:
-            run(kubectl, "delete", "mutatingwebhookconfiguration", copy)
+        for setup in SETUPS:
+            with setup.enter(bench) as namespace:
+                labels = setup.pod_labels() if setup.pod_labels else None
+                results.append(measure(bench.api, namespace, args.pods, setup.name, labels))
     finally:
-        if original != "webhook":
-            switch_mode(api, original, namespaces["labelled"])
-        for namespace in namespaces.values():
-            run(kubectl, "delete", "namespace", namespace, "--wait=false")
-
-    print(f"Pod create (server-side dry run), {args.pods} per setup, one keep-alive connection")
-    print(f"{'setup':<20}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
-    for figures in results:
-        print(
-            f"{figures.setup:<20}{figures.quantile(50):>10.2f}{figures.quantile(90):>10.2f}"
-            f"{figures.quantile(99):>10.2f}{statistics.fmean(figures.latencies_ms):>10.2f}"
-        )
+        if current_mode() != original:
+            switch_mode(bench.api, original, bench.namespace("restore"))
+        bench.delete_namespaces()
+    report(results, args.pods)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 # Installs everything the project needs, at the versions pinned in versions.env:
 #   - a Python virtualenv in .venv with requirements-dev.txt, every version fixed by constraints.txt;
 #   - kube-apiserver, kube-controller-manager, kubectl, etcd, cert-manager's
-#     controller/cainjector/cmctl, helm and actionlint, built from their Go modules
-#     into .cache/bin (no release-binary downloads, no container images).
+#     controller/cainjector/cmctl, helm, actionlint and helm-docs, built from their Go modules
+#     into .cache/bin (no release-binary downloads, no container images);
+#   - refwebhook, bench/modes.py's reference webhook, from bench/refwebhook (stdlib only).
 # Each tool is skipped when .cache/bin already holds it at the pinned version,
 # so a second run takes seconds.
 #
@@ -35,14 +36,19 @@ timed() {
 
 install_python() {
   local want
-  want=$(sha256sum "$root/requirements.txt" "$root/requirements-dev.txt" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)
+  want=$(sha256sum "$root/requirements.txt" "$root/requirements-dev.txt" "$root/constraints.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
   if [[ -x "$root/.venv/bin/python" && "$(cat "$root/.venv/.requirements.sha256" 2>/dev/null)" == "$want" ]]; then
     log "python venv up to date"
     return
   fi
   log "creating .venv from requirements-dev.txt"
-  python3 -m venv "$root/.venv"
+  # --clear: a package dropped from the requirements must not linger in an old venv
+  # (a stale pytest plugin would still load).
+  python3 -m venv --clear "$root/.venv"
   "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements-dev.txt" -c "$root/constraints.txt"
+  # The project itself, editable and without dependencies (they are the lines above):
+  # it puts the `pod-labeler` command ([project.scripts]) on the venv's PATH.
+  "$root/.venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
   echo "$want" >"$root/.venv/.requirements.sha256"
 }
 
@@ -165,6 +171,15 @@ build_helm() {
   stamp helm "$want"
 }
 
+# The reference webhook of bench/modes.py: our own source, so the stamp is its hash.
+build_refwebhook() {
+  local src="$root/bench/refwebhook" want
+  want=$(cat "$src/go.mod" "$src/main.go" | sha256sum | cut -d' ' -f1)
+  have refwebhook "$want" && { log "refwebhook already built"; return; }
+  (cd "$src" && go build -trimpath -o "$bin/refwebhook" .)
+  stamp refwebhook "$want"
+}
+
 # wrk drives bench/server.py. It is a C program with no Go module, so it comes
 # from the distribution's package (Debian/Ubuntu); only the benchmarks need it.
 install_bench_tools() {
@@ -182,8 +197,10 @@ install_go() {
   timed etcd build_etcd
   timed helm build_helm
   timed actionlint go_install actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
+  timed helm-docs go_install helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION"
   timed cert-manager build_cert_manager
   timed kubernetes build_kubernetes
+  timed refwebhook build_refwebhook
 }
 
 case "${1:-all}" in

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import ssl
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from localcp import kube, network, procs
-from localcp.kubelet import EMPTY_DIRS
 from localcp.layout import (
     APISERVER_PORT,
     APISERVER_URL,
     BIN,
     BRIDGE_ADDRESS,
     CERT_MANAGER_NAMESPACE,
+    EMPTY_DIRS,
     ETCD_CLIENT_URL,
     ETCD_PEER_URL,
     FILES,
@@ -244,8 +246,35 @@ def start_kubelet() -> None:
     )
 
 
-def _webhook_labels_a_pod() -> bool:
-    """A server-side dry-run create in `default` comes back labelled by the webhook."""
+def labels_of(values: dict[str, Any]) -> dict[str, str]:
+    """The labels a release puts on every new Pod, from the values it runs with
+    (`helm get values --all`): `label.key`/`label.value` and `extraLabels`."""
+    extra = values.get("extraLabels") or {}
+    return {
+        str(values["label"]["key"]): str(values["label"]["value"]),
+        **{str(key): str(value) for key, value in extra.items()},
+    }
+
+
+def release_labels() -> dict[str, str]:
+    """The installed release's labels: it may have been installed with any of them,
+    and `install_chart` keeps them (--reuse-values)."""
+    values = kube.helm("get", "values", RELEASE, "-n", RELEASE_NAMESPACE, "--all", "-o", "json")
+    return labels_of(json.loads(values))
+
+
+def carries(created: str, expected: dict[str, str]) -> bool:
+    """Whether kubectl's JSON output for a created Pod shows every `expected` label;
+    False for anything else (a refusal leaves it empty)."""
+    try:
+        labels = json.loads(created)["metadata"].get("labels") or {}
+    except (ValueError, KeyError, TypeError):
+        return False
+    return all(labels.get(key) == value for key, value in expected.items())
+
+
+def _pod_is_labelled(expected: dict[str, str]) -> bool:
+    """A server-side dry-run create in `default` comes back with the release's labels."""
     manifest = (
         '{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"localcp-probe-"},'
         '"spec":{"containers":[{"name":"c","image":"registry.k8s.io/pause:3.10"}]}}'
@@ -256,19 +285,19 @@ def _webhook_labels_a_pod() -> bool:
         "-n",
         "default",
         "-o",
-        "jsonpath={.metadata.labels}",
+        "json",
         "-f",
         "-",
         stdin=manifest,
         check=False,
     )
-    return "environment" in out
+    return carries(out, expected)
 
 
 def _webhook_log_tails(lines: int = 15) -> str:
     """The webhook Pods' own logs, which say why a server would not start."""
     tails = []
-    for path in sorted(FILES.logs.glob("webhook-*.log")):
+    for path in FILES.pod_logs():
         text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         tails.append(f"--- {path.name} ---\n{text}")
     return "\n".join(tails) or "(no webhook logs)"
@@ -296,8 +325,11 @@ def up() -> None:
         install_chart()
     except kube.CommandError as error:
         raise procs.StartupError(f"{error}\n{_webhook_log_tails()}") from None
+    expected = release_labels()
     try:
-        procs.wait_until("kubelet", _webhook_labels_a_pod, 180, "the webhook to label a Pod")
+        procs.wait_until(
+            "kubelet", lambda: _pod_is_labelled(expected), 180, f"a new Pod labelled {expected}"
+        )
     except procs.StartupError as error:
         raise procs.StartupError(f"{error}\n{_webhook_log_tails()}") from None
     _say(f"up in {time.monotonic() - started:.0f}s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -70,3 +71,9 @@ def apply(manifest: dict[str, Any] | str) -> None:
         "-",
         stdin=text,
     )
+
+
+def timestamp(*, micro: bool = False) -> str:
+    """Now, as the API's time fields want it (`MicroTime` for a Lease's renewTime)."""
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
+    return datetime.datetime.now(datetime.UTC).strftime(fmt)

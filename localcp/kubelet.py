@@ -20,201 +20,29 @@ Everything else is the real control plane: the Deployment and ReplicaSet
 controllers roll Pods on `helm upgrade`, the EndpointSlice controller publishes
 ready Pod IPs, and kube-apiserver (--enable-aggregator-routing) dials them when it
 calls the webhook. It talks to the cluster only through the API.
+
+This module is the loop; each concern has its own module: `podspec` (what a Pod
+asks for), `volumes` (Secret projection and emptyDirs), `runner` (the container
+process and its probe), `node` (Node, Lease, binding), `podstatus` (what is reported).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime
-import hashlib
-import json
 import logging
-import os
-import shutil
 import signal
-import ssl
-import subprocess
 import time
-import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from localcp import kube, network
-from localcp.layout import BRIDGE_ADDRESS, FILES, MAX_PODS, NODE_NAME, ROOT, VENV_BIN
+from localcp import kube, network, node, podstatus, runner, volumes
+from localcp.layout import MAX_PODS, NODE_NAME
+from localcp.podspec import read_container
+from localcp.runner import RunningPod
 
 log = logging.getLogger("localcp.kubelet")
 
 POLL_SECONDS = 1.0
-LEASE_SECONDS = 40
 RESTART_BACKOFF_SECONDS = 2.0
-EMPTY_DIRS = Path("/run/localcp")
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _now_micro() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True)
-class Volume:
-    name: str
-    mount_path: str
-    secret: str | None  # None for an emptyDir
-    mode: int = 0o644
-
-
-@dataclass(frozen=True)
-class Container:
-    """What a Pod runs, read from its spec."""
-
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    volumes: list[Volume]
-    readiness_path: str
-    readiness_port: int
-    probe_period: float
-    host_network: bool = False
-
-
-def _port_number(port: int | str, ports: dict[str, int]) -> int:
-    return ports[port] if isinstance(port, str) else int(port)
-
-
-def read_container(pod: dict[str, Any]) -> Container:
-    spec = pod["spec"]
-    container = spec["containers"][0]
-    sources = {v["name"]: v for v in spec.get("volumes", [])}
-    volumes = []
-    for mount in container.get("volumeMounts", []):
-        secret = sources[mount["name"]].get("secret")
-        volumes.append(
-            Volume(
-                mount["name"],
-                mount["mountPath"],
-                secret["secretName"] if secret else None,
-                (secret or {}).get("defaultMode", 0o644),
-            )
-        )
-    ports = {
-        p.get("name", str(p["containerPort"])): p["containerPort"]
-        for p in container.get("ports", [])
-    }
-    readiness = container.get("readinessProbe", {})
-    probe = readiness.get("httpGet", {})
-    return Container(
-        name=container["name"],
-        command=[*container.get("command", []), *container.get("args", [])],
-        env={e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
-        volumes=volumes,
-        readiness_path=probe.get("path", "/readyz"),
-        readiness_port=_port_number(probe.get("port", next(iter(ports.values()))), ports),
-        probe_period=float(readiness.get("periodSeconds", 10)),
-        host_network=bool(spec.get("hostNetwork", False)),
-    )
-
-
-def pod_directory(uid: str) -> Path:
-    return FILES.pods / uid[:8]
-
-
-def volume_directory(uid: str, volume: Volume) -> Path:
-    # emptyDirs go under /run: the server puts a unix socket in its /tmp, and a
-    # socket's path may not be longer than 107 bytes.
-    if volume.secret is None:
-        return EMPTY_DIRS / uid[:8] / volume.name
-    return pod_directory(uid) / volume.name
-
-
-def rewrite_path(value: str, mounts: dict[str, Path]) -> str:
-    """Point a container path, or the path of a `--flag=path`, at its volume's local
-    directory: the longest mount path that contains it wins, and it is applied once."""
-    flag, path = "", value
-    if value.startswith("-") and "=" in value:
-        name, _, path = value.partition("=")
-        flag = name + "="
-    for mount_path in sorted(mounts, key=len, reverse=True):
-        base = mount_path.rstrip("/")
-        if path == base or path.startswith(base + "/"):
-            return flag + str(mounts[mount_path]) + path[len(base) :]
-    return value
-
-
-def write_secret_volume(target: Path, files: dict[str, bytes], mode: int) -> bool:
-    """Project a Secret the way kubelet's AtomicWriter does; returns True if it changed.
-
-    Files live in a timestamped directory; `..data` points at it and each key is a
-    symlink through `..data`, so a reader never sees a half-updated set of files.
-    """
-    decoded = dict(sorted(files.items()))
-    digest = hashlib.sha256(repr(sorted(decoded.items())).encode()).hexdigest()[:16]
-    payload = f"..{digest}"
-    data_link = target / "..data"
-    old = os.readlink(data_link) if data_link.is_symlink() else None
-    if old == payload:
-        return False
-    target.mkdir(parents=True, exist_ok=True)
-    (target / payload).mkdir(exist_ok=True)
-    for key, content in decoded.items():
-        (target / payload / key).write_bytes(content)
-        (target / payload / key).chmod(mode)
-    staging = target / "..data_tmp"
-    staging.unlink(missing_ok=True)
-    staging.symlink_to(payload)
-    os.replace(staging, data_link)
-    for key in decoded:
-        if not (target / key).is_symlink():
-            (target / key).symlink_to(f"..data/{key}")
-    if old:
-        shutil.rmtree(target / old, ignore_errors=True)
-    return True
-
-
-@dataclass
-class RunningPod:
-    uid: str
-    name: str
-    slot: int
-    container: Container
-    process: subprocess.Popen[bytes]
-    ready: bool = False
-    restarts: int = 0
-    started: float = field(default_factory=time.monotonic)
-    reported: str = ""
-    next_probe: float = 0.0
-    # Set when the Pod is being deleted: the monotonic time its grace period ends.
-    stop_by: float | None = None
-
-    @property
-    def address(self) -> str:
-        """The Pod IP: its own, or with hostNetwork the node's."""
-        return BRIDGE_ADDRESS if self.container.host_network else network.pod_address(self.slot)
-
-    @property
-    def directory(self) -> Path:
-        return pod_directory(self.uid)
-
-
-# kubelet does not verify the serving certificate of an HTTPS probe. One context
-# for every probe: building one loads the system's CA store.
-PROBE_CONTEXT = ssl.create_default_context()
-PROBE_CONTEXT.check_hostname = False
-PROBE_CONTEXT.verify_mode = ssl.CERT_NONE
-
-
-def probe(running: RunningPod) -> bool:
-    container = running.container
-    url = f"https://{running.address}:{container.readiness_port}{container.readiness_path}"
-    try:
-        with urllib.request.urlopen(url, context=PROBE_CONTEXT, timeout=2) as response:
-            return bool(200 <= response.status < 400)
-    except OSError:
-        return False
 
 
 def _matches(obj: dict[str, Any], selector: str) -> bool:
@@ -232,13 +60,11 @@ class Kubelet:
         self.lease_renewed = 0.0
         self.stopping = False
 
-    # --- the loop -------------------------------------------------------------------
-
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         network.ensure_bridge()
-        self.register_node()
+        node.register()
         while not self.stopping:
             try:
                 self.heartbeat()
@@ -251,6 +77,13 @@ class Kubelet:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
+
+    def heartbeat(self) -> None:
+        """Renew the Node's Lease four times per lease duration."""
+        if time.monotonic() - self.lease_renewed < node.LEASE_SECONDS / 4:
+            return
+        node.renew_lease()
+        self.lease_renewed = time.monotonic()
 
     def sync(self) -> None:
         # One call a second for everything: the Pods, and the Secrets they mount
@@ -271,7 +104,7 @@ class Kubelet:
                 self.stop(uid, grace=0)
         for pod in pods.values():
             if not pod["spec"].get("nodeName"):
-                self.bind(pod)
+                node.bind(pod)
             elif pod["spec"]["nodeName"] != NODE_NAME:
                 continue
             elif pod["metadata"].get("deletionTimestamp"):
@@ -279,188 +112,53 @@ class Kubelet:
             else:
                 self.sync_pod(pod, secrets)
 
-    # --- node -----------------------------------------------------------------------
-
-    def register_node(self) -> None:
-        if kube.get_json("node", NODE_NAME) is None:
-            kube.kubectl(
-                "create",
-                "-f",
-                "-",
-                stdin=json.dumps(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Node",
-                        "metadata": {
-                            "name": NODE_NAME,
-                            "labels": {"kubernetes.io/hostname": NODE_NAME},
-                        },
-                    }
-                ),
-            )
-        capacity = {"cpu": "2", "memory": "24Gi", "pods": str(MAX_PODS)}
-        kube.kubectl(
-            "patch",
-            "node",
-            NODE_NAME,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps(
-                {
-                    "status": {
-                        "capacity": capacity,
-                        "allocatable": capacity,
-                        "addresses": [{"type": "InternalIP", "address": BRIDGE_ADDRESS}],
-                        "conditions": [
-                            {
-                                "type": "Ready",
-                                "status": "True",
-                                "reason": "KubeletReady",
-                                "message": "localcp kubelet stand-in is running",
-                                "lastHeartbeatTime": _now(),
-                                "lastTransitionTime": _now(),
-                            }
-                        ],
-                    }
-                }
-            ),
-        )
-
-    def heartbeat(self) -> None:
-        """Renew the node's Lease, which is how kube-controller-manager knows it is alive."""
-        if time.monotonic() - self.lease_renewed < LEASE_SECONDS / 4:
-            return
-        kube.apply(
-            {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": NODE_NAME, "namespace": "kube-node-lease"},
-                "spec": {
-                    "holderIdentity": NODE_NAME,
-                    "leaseDurationSeconds": LEASE_SECONDS,
-                    "renewTime": _now_micro(),
-                },
-            }
-        )
-        self.lease_renewed = time.monotonic()
-
-    def bind(self, pod: dict[str, Any]) -> None:
-        meta = pod["metadata"]
-        kube.kubectl(
-            "create",
-            "-f",
-            "-",
-            check=False,
-            stdin=json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Binding",
-                    "metadata": {
-                        "name": meta["name"],
-                        "namespace": meta["namespace"],
-                        "uid": meta["uid"],
-                    },
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME},
-                }
-            ),
-        )
-
-    # --- pods -----------------------------------------------------------------------
-
     def free_slot(self) -> int | None:
         used = {p.slot for p in self.pods.values()}
         return next((s for s in range(MAX_PODS) if s not in used), None)
 
     def sync_pod(self, pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> None:
-        uid = pod["metadata"]["uid"]
-        running = self.pods.get(uid)
+        """Start the Pod's container, or keep it running and probed; then report status."""
+        running = self.pods.get(pod["metadata"]["uid"])
         if running is None:
-            slot = self.free_slot()
-            if slot is None:
-                log.warning("no free slot for pod %s", pod["metadata"]["name"])
+            running = self.start_pod(pod, secrets)
+            if running is None:
                 return
-            container = read_container(pod)
-            if not self.mount_volumes(uid, container, secrets):
-                return
-            self.pods[uid] = running = self.start(uid, pod["metadata"]["name"], slot, container)
         else:
-            self.mount_volumes(uid, running.container, secrets)
-            if running.process.poll() is not None:
-                running.ready = False
-                if time.monotonic() - running.started > RESTART_BACKOFF_SECONDS:
-                    log.warning(
-                        "pod %s exited with %s; restarting",
-                        running.name,
-                        running.process.returncode,
-                    )
-                    restarted = self.start(uid, running.name, running.slot, running.container)
-                    restarted.restarts = running.restarts + 1
-                    self.pods[uid] = running = restarted
-            elif not running.ready or time.monotonic() >= running.next_probe:
-                # Until first ready, every loop (a startup probe would do as much);
-                # then at the probe's period.
-                running.next_probe = time.monotonic() + running.container.probe_period
-                running.ready = probe(running)
-        self.report_status(pod, running)
+            volumes.mount_volumes(running.uid, running.container, secrets)
+            running = self.check(running)
+        podstatus.report(pod, running)
 
-    def mount_volumes(
-        self, uid: str, container: Container, secrets: dict[str, dict[str, str]]
-    ) -> bool:
-        """Project every volume; False while a Secret does not exist yet (kubelet waits too)."""
-        for volume in container.volumes:
-            target = volume_directory(uid, volume)
-            if volume.secret is None:
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            data = secrets.get(volume.secret)
-            if data is None:
-                log.info("waiting for Secret %s", volume.secret)
-                return False
-            files = {key: base64.b64decode(value) for key, value in data.items()}
-            if write_secret_volume(target, files, volume.mode):
-                log.info("pod %s: Secret %s projected", uid[:8], volume.secret)
-        return True
+    def start_pod(
+        self, pod: dict[str, Any], secrets: dict[str, dict[str, str]]
+    ) -> RunningPod | None:
+        """A new Pod: a slot (its network), its volumes, its process; None if it must wait."""
+        uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
+        slot = self.free_slot()
+        if slot is None:
+            log.warning("no free slot for pod %s", name)
+            return None
+        container = read_container(pod)
+        if not volumes.mount_volumes(uid, container, secrets):
+            return None
+        self.pods[uid] = running = runner.start(uid, name, slot, container)
+        return running
 
-    def start(self, uid: str, name: str, slot: int, container: Container) -> RunningPod:
-        # hostNetwork: the host's namespace, where the server's ports are the node's.
-        # Two such Pods with the same ports clash here as on a real node.
-        enter = (
-            []
-            if container.host_network
-            else ["ip", "netns", "exec", network.ensure_pod_network(slot)]
-        )
-        mounts = {v.mount_path: volume_directory(uid, v) for v in container.volumes}
-        command = [rewrite_path(arg, mounts) for arg in container.command]
-        env = {
-            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
-            "PYTHONPATH": str(ROOT),
-            "HOME": "/nonexistent",
-            **{key: rewrite_path(value, mounts) for key, value in container.env.items()},
-        }
-        if "/tmp" in mounts:  # the container's /tmp emptyDir, not the host's
-            env["TMPDIR"] = str(mounts["/tmp"])
-        # The Pod's runAsUser is not applied: this machine's Python lives under
-        # /root, which no other user can read. The image and the chart's
-        # securityContext are what make the real Pod non-root.
-        FILES.logs.mkdir(parents=True, exist_ok=True)
-        with (FILES.logs / f"webhook-{name}.log").open("ab") as out:
-            process = subprocess.Popen(
-                [*enter, *command],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        running = RunningPod(uid, name, slot, container, process)
-        log.info(
-            "pod %s started at %s (pid %d): %s",
-            name,
-            running.address,
-            process.pid,
-            " ".join(command),
-        )
+    def check(self, running: RunningPod) -> RunningPod:
+        """Restart a container that exited (after a back-off), or probe a live one:
+        every loop until it is first ready (a startup probe would do as much), then at
+        the probe's period. Returns the Pod as it now runs."""
+        if not running.alive:
+            running.ready = False
+            if time.monotonic() - running.started > RESTART_BACKOFF_SECONDS:
+                log.warning(
+                    "pod %s exited with %s; restarting", running.name, running.process.returncode
+                )
+                restarted = runner.start(running.uid, running.name, running.slot, running.container)
+                restarted.restarts = running.restarts + 1
+                self.pods[running.uid] = running = restarted
+        elif not running.ready or time.monotonic() >= running.next_probe:
+            running.next_probe = time.monotonic() + running.container.probe_period
+            running.ready = runner.probe(running)
         return running
 
     def terminate(self, pod: dict[str, Any]) -> None:
@@ -475,7 +173,7 @@ class Kubelet:
                 running.stop_by = time.monotonic() + grace
                 running.process.terminate()
                 log.info("pod %s terminating (grace %ds)", running.name, grace)
-            if running.process.poll() is None and time.monotonic() < running.stop_by:
+            if running.alive and time.monotonic() < running.stop_by:
                 return
             self.stop(uid, grace=0)
         kube.kubectl(
@@ -492,64 +190,8 @@ class Kubelet:
 
     def stop(self, uid: str, grace: float) -> None:
         running = self.pods.pop(uid, None)
-        if running is None:
-            return
-        running.process.terminate()
-        try:
-            running.process.wait(max(grace, 1))
-        except subprocess.TimeoutExpired:
-            running.process.kill()
-            running.process.wait()
-        shutil.rmtree(running.directory, ignore_errors=True)
-        shutil.rmtree(EMPTY_DIRS / uid[:8], ignore_errors=True)
-        log.info("pod %s stopped (exit %s)", running.name, running.process.returncode)
-
-    def report_status(self, pod: dict[str, Any], running: RunningPod) -> None:
-        alive = running.process.poll() is None
-        state = f"{running.ready}/{alive}/{running.restarts}/{running.slot}"
-        if state == running.reported:
-            return
-        ready = "True" if running.ready else "False"
-        now = _now()
-        status = {
-            "phase": "Running",
-            "hostIP": BRIDGE_ADDRESS,
-            "hostIPs": [{"ip": BRIDGE_ADDRESS}],
-            "podIP": running.address,
-            "podIPs": [{"ip": running.address}],
-            "startTime": pod["status"].get("startTime", now),
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
-                {"type": "Ready", "status": ready, "lastTransitionTime": now},
-            ],
-            "containerStatuses": [
-                {
-                    "name": running.container.name,
-                    "image": pod["spec"]["containers"][0]["image"],
-                    "imageID": "",
-                    "ready": running.ready,
-                    "started": alive,
-                    "restartCount": running.restarts,
-                    "state": {"running": {"startedAt": now}}
-                    if alive
-                    else {"waiting": {"reason": "CrashLoopBackOff"}},
-                }
-            ],
-        }
-        kube.kubectl(
-            "patch",
-            "pod",
-            pod["metadata"]["name"],
-            "-n",
-            self.namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": status}),
-        )
-        running.reported = state
+        if running is not None:
+            runner.stop(running, grace)
 
 
 def main() -> None:

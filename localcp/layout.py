@@ -9,6 +9,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".cache" / "bin"
 RUN = ROOT / ".cache" / "run"
 VENV_BIN = ROOT / ".venv" / "bin"
+# The Pods' emptyDir volumes. Not under RUN: the server puts a unix socket in its
+# /tmp emptyDir, and a socket's path may not be longer than 107 bytes.
+EMPTY_DIRS = Path("/run/localcp")
 
 ETCD_CLIENT_URL = "http://127.0.0.1:2379"
 ETCD_PEER_URL = "http://127.0.0.1:2380"
@@ -62,6 +65,17 @@ class RunFiles:
     @property
     def pods(self) -> Path:
         return self.root / "pods"
+
+    def pod(self, uid: str) -> Path:
+        """One Pod's Secret volumes."""
+        return self.pods / uid[:8]
+
+    def pod_log(self, name: str) -> Path:
+        """What one Pod's container writes to stdout and stderr."""
+        return self.logs / f"webhook-{name}.log"
+
+    def pod_logs(self) -> list[Path]:
+        return sorted(self.logs.glob(self.pod_log("*").name))
 
 
 FILES = RunFiles()

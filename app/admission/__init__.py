@@ -2,10 +2,26 @@
 
 Split by concern like controller-runtime's `pkg/webhook/admission`:
 `decode` (parse and check a review), `patch` (the label JSONPatch),
-`responses` (allowed / patched / errored builders) and `review` (the decision).
+`responses` (allowed / patched / errored builders), `policy` (which labels, and
+the label syntax), `outcome` (how a request was answered) and `review` (the
+decision).
+
+Imports: the standard library and this package only (tests/unit/test_layering.py
+enforces it), so the core runs and is tested without Flask, the server's settings
+or any I/O.
 """
 
 from app.admission.decode import InvalidReview
-from app.admission.review import Outcome, ReviewResult, review
+from app.admission.outcome import Outcome
+from app.admission.policy import InvalidPolicy, LabelPolicy
+from app.admission.review import ReviewResult, review, review_request
 
-__all__ = ["InvalidReview", "Outcome", "ReviewResult", "review"]
+__all__ = [
+    "InvalidPolicy",
+    "InvalidReview",
+    "LabelPolicy",
+    "Outcome",
+    "ReviewResult",
+    "review",
+    "review_request",
+]

@@ -65,29 +65,7 @@ class ObjectMetadata:
 
 def decode_review(document: object) -> AdmissionRequest:
     """Check and unpack an AdmissionReview (already parsed from JSON)."""
-    if not isinstance(document, dict):
-        raise InvalidReview(f"an AdmissionReview must be a JSON object, not {_kind_of(document)}")
-    api_version = document.get("apiVersion")
-    if not isinstance(api_version, str) or api_version not in SUPPORTED_API_VERSIONS:
-        raise InvalidReview(
-            f"unsupported apiVersion {api_version!r}: expected one of "
-            + ", ".join(SUPPORTED_API_VERSIONS)
-        )
-    if document.get("kind") != "AdmissionReview":
-        raise InvalidReview(
-            f"kind must be 'AdmissionReview', not {document.get('kind')!r}",
-            api_version=api_version,
-        )
-    request = document.get("request")
-    if request is None:
-        raise InvalidReview("the AdmissionReview has no request", api_version=api_version)
-    if not isinstance(request, dict):
-        raise InvalidReview(
-            f"request must be an object, not {_kind_of(request)}", api_version=api_version
-        )
-    uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise InvalidReview("the request has no uid", api_version=api_version)
+    api_version, request, uid = _envelope(document)
 
     def field(name: str, expected: type, default: object = None) -> Any:
         # A missing key and an explicit null mean the same, as in Kubernetes' decoder.
@@ -127,6 +105,35 @@ def decode_review(document: object) -> AdmissionRequest:
         dry_run=field("dryRun", bool, False),
         object=obj,
     )
+
+
+def _envelope(document: object) -> tuple[str, dict[str, Any], str]:
+    """apiVersion, request and uid of a review, each checked, in the order an error
+    can echo them."""
+    if not isinstance(document, dict):
+        raise InvalidReview(f"an AdmissionReview must be a JSON object, not {_kind_of(document)}")
+    api_version = document.get("apiVersion")
+    if not isinstance(api_version, str) or api_version not in SUPPORTED_API_VERSIONS:
+        raise InvalidReview(
+            f"unsupported apiVersion {api_version!r}: expected one of "
+            + ", ".join(SUPPORTED_API_VERSIONS)
+        )
+    if document.get("kind") != "AdmissionReview":
+        raise InvalidReview(
+            f"kind must be 'AdmissionReview', not {document.get('kind')!r}",
+            api_version=api_version,
+        )
+    request = document.get("request")
+    if request is None:
+        raise InvalidReview("the AdmissionReview has no request", api_version=api_version)
+    if not isinstance(request, dict):
+        raise InvalidReview(
+            f"request must be an object, not {_kind_of(request)}", api_version=api_version
+        )
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise InvalidReview("the request has no uid", api_version=api_version)
+    return api_version, request, uid
 
 
 def decode_metadata(request: AdmissionRequest) -> ObjectMetadata:

@@ -1,27 +1,22 @@
-"""The webhook's behaviour in one function: `review(admission_review, policy)`.
+"""The webhook's behaviour: `review(admission_review, policy)`.
 
-The HTTP route, the `mutate` CLI and the tests all call it. It does no I/O; what
-it decided comes back as data (`ReviewResult`) for the edges to log and count.
+The `mutate` CLI and the tests call `review`; the HTTP route decodes first (so an
+error later can still echo the uid) and calls `review_request`. No I/O; what was
+decided comes back as data (`ReviewResult`) for the edges to log and count.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import StrEnum
 
 from app.admission.decode import AdmissionRequest, ObjectMetadata, decode_metadata, decode_review
+from app.admission.outcome import Outcome
 from app.admission.patch import LabelChanges, Overwrite, plan_labels
+from app.admission.policy import LabelPolicy
 from app.admission.responses import AdmissionReview, patched
-from app.config import LabelPolicy
 
 WARNING_PREFIX = "pod-labeler"
-
-
-class Outcome(StrEnum):
-    PATCHED = "patched"
-    # Allowed without a patch: not a Pod CREATE, or every label already right.
-    ALLOWED = "allowed"
 
 
 @dataclass(frozen=True)
@@ -56,7 +51,11 @@ def review(admission_review: object, policy: LabelPolicy) -> ReviewResult:
     A dry run gets the same answer as a real request: the API server applies the
     patch and throws the result away, and the user should see what would happen.
     """
-    request = decode_review(admission_review)
+    return review_request(decode_review(admission_review), policy)
+
+
+def review_request(request: AdmissionRequest, policy: LabelPolicy) -> ReviewResult:
+    """Answer an already decoded request (see `review`)."""
     if not is_pod_create(request):
         response = patched(request.uid, (), api_version=request.api_version)
         return ReviewResult(request=request, response=response, outcome=Outcome.ALLOWED)

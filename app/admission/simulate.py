@@ -15,8 +15,8 @@ from typing import Any
 
 from app.admission.decode import ADMISSION_V1, InvalidReview
 from app.admission.patch import apply_patch
+from app.admission.policy import LabelPolicy
 from app.admission.review import ReviewResult, review
-from app.config import LabelPolicy
 
 SIMULATED_UID = "00000000-0000-0000-0000-000000000000"
 

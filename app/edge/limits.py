@@ -8,6 +8,7 @@ import resource
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 MiB = 1024 * 1024
 # Each connection can hold three descriptors: the client's socket and both ends of
@@ -18,6 +19,15 @@ FILES_PER_CONNECTION = 3
 RESERVED_FILES = 64
 # When the hard limit is unlimited, do not ask the kernel for more than this.
 OPEN_FILES_CEILING = 1 << 20
+# What one connection may cost in memory: an idle TLS connection was measured at
+# 56 to 135 KiB (bench/server.py), with its asyncio buffers, OpenSSL state and
+# allocator overhead; this leaves room above the worst seen.
+MEMORY_PER_CONNECTION = 192 * 1024
+# The interpreter, Flask, waitress and its threads, before any connection (about
+# 48 MiB measured), with room to spare.
+BASE_MEMORY = 64 * MiB
+# Where cgroup v2 (then v1) tells a container its memory limit.
+CGROUP_MEMORY_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
 @dataclass(frozen=True)
@@ -79,10 +89,33 @@ def raise_open_files_limit() -> tuple[int, int]:
     return soft, hard
 
 
-def connection_limit(open_files: int, configured: int | None) -> int:
-    """How many client connections fit in `open_files` descriptors (at most `configured`)."""
+def connection_limit(
+    open_files: int, configured: int | None, memory_limit: int | None = None, buffered: int = 0
+) -> int:
+    """How many client connections fit in `open_files` descriptors and, when the
+    process has a memory limit, in that memory beside the request-byte budget
+    (`buffered`); at most `configured`. Past the memory fit an attacker's idle TLS
+    connections would get the container OOM-killed before any deadline closed them."""
     fitted = max(1, (open_files - RESERVED_FILES) // FILES_PER_CONNECTION)
+    if memory_limit is not None:
+        spare = memory_limit - BASE_MEMORY - buffered
+        fitted = min(fitted, max(1, spare // MEMORY_PER_CONNECTION))
     return fitted if configured is None else min(configured, fitted)
+
+
+def read_memory_limit(files: tuple[str, ...] = CGROUP_MEMORY_FILES) -> int | None:
+    """The container's memory limit in bytes from its cgroup, or None when unlimited
+    or not in a cgroup that says."""
+    for name in files:
+        try:
+            text = Path(name).read_text().strip()
+        except OSError:
+            continue
+        # v2 says "max"; v1 says a huge number (a page-rounded LONG_MAX) when unlimited.
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+        return None
+    return None
 
 
 class ByteBudget:

@@ -37,9 +37,38 @@ Common labels
 {{- define "pod-labeler.labels" -}}
 helm.sh/chart: {{ include "pod-labeler.chart" . }}
 {{ include "pod-labeler.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ include "pod-labeler.version" . | quote }}
 app.kubernetes.io/component: {{ include "pod-labeler.mode" . }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+The app.kubernetes.io/version label: always the chart's appVersion, never image.tag or
+image.digest (a tag such as `0.1.0@sha256:...` is no label value, and the API server would
+refuse every object). Made a valid label value: characters outside [A-Za-z0-9._-] become
+`_` (a `+build` suffix), at most 63 characters, alphanumeric at both ends.
+*/}}
+{{- define "pod-labeler.version" -}}
+{{- regexReplaceAll "[^A-Za-z0-9._-]" .Chart.AppVersion "_" | trunc 63 | trimAll "_.-" }}
+{{- end }}
+
+{{/*
+The server's image: `repository:tag`, where the tag defaults to the appVersion;
+with image.digest set, `repository@digest`, or `repository:tag@digest` when a tag is
+also given (the runtime pulls by digest, the tag is only for people reading it).
+*/}}
+{{- define "pod-labeler.image" -}}
+{{- with .Values.image }}
+{{- if .digest }}
+{{- if .tag }}
+{{- printf "%s:%s@%s" .repository .tag .digest }}
+{{- else }}
+{{- printf "%s@%s" .repository .digest }}
+{{- end }}
+{{- else }}
+{{- printf "%s:%s" .repository (.tag | default $.Chart.AppVersion) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -97,6 +126,15 @@ The serving Certificate, and the Secret cert-manager writes it to (mounted by th
 
 {{- define "pod-labeler.servingSecretName" -}}
 {{- include "pod-labeler.servingCertificateName" . }}
+{{- end }}
+
+{{/*
+The type of a certificate Secret the chart declares: Opaque, or the live Secret's type
+(immutable), so that a Secret cert-manager made for an older release can be adopted.
+`helm template` cannot look it up and renders Opaque. Takes (dict "namespace" "name").
+*/}}
+{{- define "pod-labeler.secretType" -}}
+{{- (lookup "v1" "Secret" .namespace .name).type | default "Opaque" }}
 {{- end }}
 
 {{/*
@@ -168,6 +206,34 @@ Keys and values are quoted with toJson: a JSON string is also a valid CEL string
 {{- $entries = append $entries (printf "%s: %s" (toJson $pair._0) (toJson $pair._1)) }}
 {{- end }}
 {{- printf "{%s}" (join ", " $entries) }}
+{{- end }}
+
+{{/*
+The `annotations:` of the MutatingWebhookConfiguration, and of the policy and its binding:
+webhook.annotations, plus (in webhook mode) the chart's own cert-manager.io/inject-ca-from,
+with which cert-manager's CA injector fills in every webhook's clientConfig.caBundle from
+the serving Certificate's Secret (ca.crt) and keeps it current across renewals. That one
+always stays: a `cert-manager.io/inject-*` key in webhook.annotations fails the render
+rather than fight the chart's injection.
+*/}}
+{{- define "pod-labeler.webhookAnnotations" -}}
+{{- range $key, $_ := .Values.webhook.annotations }}
+{{- if hasPrefix "cert-manager.io/inject-" $key }}
+{{- fail (printf "webhook.annotations: %q is the chart's own (it injects the serving certificate's CA); remove it" $key) }}
+{{- end }}
+{{- if has $key (list "pod-labeler/labels" "pod-labeler/overwrite") }}
+{{- fail (printf "webhook.annotations: %q is the chart's own (audit and backfill read the release's labels from it); remove it" $key) }}
+{{- end }}
+{{- end }}
+{{- $annotations := include "pod-labeler.labelAnnotations" . | fromYaml }}
+{{- if eq (include "pod-labeler.mode" .) "webhook" }}
+{{- $_ := set $annotations "cert-manager.io/inject-ca-from" (printf "%s/%s" .Release.Namespace (include "pod-labeler.servingCertificateName" .)) }}
+{{- end }}
+{{- $annotations = merge $annotations .Values.webhook.annotations }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -266,4 +332,30 @@ than be dropped (dropping one would send the webhook Pods it was meant to skip).
 {{- else if .Values.webhook.matchConditions }}
 {{- fail (printf "webhook.matchConditions: this cluster does not serve matchConditions (Kubernetes 1.30 or later, found by its %s API). With helm template, pass --api-versions %s if the target cluster serves it." (include "pod-labeler.matchConditionsAPI" .) (include "pod-labeler.matchConditionsAPI" .)) }}
 {{- end }}
+{{- end }}
+
+{{/*
+The labels and the overwrite rule as annotations on the admission object (webhook or
+policy), so that `pod-labeler audit` and `backfill` read what the release labels from the
+same object as its selectors, in either mode. The labels are the JSON object of
+podLabelsCEL (a CEL map literal of JSON strings is also JSON), in the same order.
+*/}}
+{{- define "pod-labeler.labelAnnotations" -}}
+pod-labeler/labels: {{ include "pod-labeler.podLabelsCEL" . | toJson }}
+pod-labeler/overwrite: {{ .Values.overwrite | toString | quote }}
+{{- end }}
+
+{{/*
+The backfill hook (backfill.onInstall): its name, and the annotations that make each of
+its objects a post-install/post-upgrade hook, deleted when the Job succeeds (and before a
+new run). The RBAC gets a lower weight, so it exists before the Job starts.
+*/}}
+{{- define "pod-labeler.backfillName" -}}
+{{- printf "%s-backfill" (include "pod-labeler.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pod-labeler.backfillHook" -}}
+helm.sh/hook: post-install,post-upgrade
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: hook-succeeded,before-hook-creation
 {{- end }}

@@ -1,14 +1,14 @@
-"""Fixtures for the e2e suite: the cluster (pytest-helm-charts' `kube_cluster`, from
-KUBECONFIG), the installed release, a fresh namespace per test, and restoring the
-release after a test that changes it."""
+"""Fixtures for the e2e suite: the cluster (the one KUBECONFIG names), the installed
+release, a fresh namespace per test, and restoring the release after a test that
+changes it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pytest_helm_charts.clusters import Cluster as HelmChartsCluster
 
 from tests.e2e.cluster import ROOT, Cluster
 from tests.e2e.release import RELEASE, RELEASE_NAMESPACE, Release, find_release, restore
@@ -28,9 +28,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="module")
-def cluster(kube_cluster: HelmChartsCluster) -> Cluster:
-    assert kube_cluster.kube_config_path, "KUBECONFIG must name the cluster under test"
-    return Cluster(kube_cluster.kube_config_path)
+def cluster() -> Cluster:
+    kubeconfig = os.environ.get("KUBECONFIG")
+    assert kubeconfig, "KUBECONFIG must name the cluster under test"
+    return Cluster(kubeconfig)
 
 
 @pytest.fixture(scope="module")

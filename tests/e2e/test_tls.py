@@ -5,7 +5,6 @@ server's certificate verification, and the server's certificate reload."""
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from bench.certs import CertificateAuthority
+from tests.certs import CertificateAuthority
 from tests.e2e.cluster import Cluster, ContinuousPodCreation, unique, wait_for
 from tests.e2e.release import Release
 
@@ -129,34 +128,6 @@ def test_the_api_server_refuses_a_webhook_whose_certificate_the_ca_bundle_does_n
 # --- rotation -----------------------------------------------------------------------
 
 
-def _request_renewal(cluster: Cluster, certificate: dict[str, Any]) -> None:
-    """What `cmctl renew` does: set the Certificate's Issuing condition, through the API."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    conditions = [
-        c for c in certificate.get("status", {}).get("conditions", []) if c["type"] != "Issuing"
-    ]
-    conditions.append(
-        {
-            "type": "Issuing",
-            "status": "True",
-            "reason": "ManuallyTriggered",
-            "message": "Certificate re-issuance requested by the e2e suite",
-            "lastTransitionTime": now,
-        }
-    )
-    cluster.kubectl(
-        "patch",
-        "certificate",
-        certificate["metadata"]["name"],
-        "-n",
-        certificate["metadata"]["namespace"],
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"conditions": conditions}}),
-    )
-
-
 def _served_expiry(cluster: Cluster, service: dict[str, Any]) -> float | None:
     """The serving certificate's notAfter as one replica reports it, read from the
     Service's plain-HTTP `metrics` port through the API server's Service proxy (so it
@@ -183,7 +154,8 @@ def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_
     accepted = {release.label_key: {release.label_value}}
     with ContinuousPodCreation(cluster, namespace, accepted) as creation:
         creation.wait_for_more()  # under way before the renewal starts
-        _request_renewal(cluster, webhook_tls.certificate)
+        metadata = webhook_tls.certificate["metadata"]
+        cluster.renew_certificate(metadata["namespace"], metadata["name"])
 
         def renewed() -> x509.Certificate | None:
             current = _serving_certificate(cluster, release, webhook_tls)

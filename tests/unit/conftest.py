@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +19,12 @@ from flask.testing import FlaskClient
 from hypothesis import settings
 from prometheus_client import CollectorRegistry
 
-from app.config import LabelPolicy, ServerConfig
+from app.admission.policy import LabelPolicy
+from app.config import ServerConfig
 from app.http import create_app
 from app.metrics import Metrics
 from app.serving import WebhookServer
-from bench.certs import CertificateAuthority, KeyPair
-from localcp.kubelet import write_secret_volume
+from tests.certs import CertificateAuthority, KeyPair
 
 # No per-example deadline: a loaded CI machine must not turn into a failing test.
 settings.register_profile("unit", deadline=None)
@@ -133,18 +135,37 @@ def ca_file(ca: CertificateAuthority, tmp_path_factory: pytest.TempPathFactory) 
 
 
 class MountedSecret:
-    """A directory laid out like kubelet mounts a Secret, and updated the same way, by
-    the local control plane's kubelet stand-in (`localcp.kubelet`): `tls.crt ->
-    ..data/tls.crt`, `..data -> ..<digest>`, and an update renames a new `..data`
-    over the old one, so both files change in one atomic step."""
+    """A directory laid out the way kubelet mounts a Secret, and updated the same way:
+    `tls.crt -> ..data/tls.crt`, `..data -> ..<n>`, and an update writes a new `..<n>`
+    and renames a new `..data` link over the old one, so both files change in one
+    atomic step (a watcher of file events sees no change to `tls.crt` itself).
+
+    Written here rather than borrowed from the local control plane's kubelet stand-in
+    (`localcp.volumes`): this is the layout the server must cope with, stated on its own,
+    so a bug in the stand-in cannot hide one in the server.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.cert_path = root / "tls.crt"
         self.key_path = root / "tls.key"
+        self._version = 0
 
     def write(self, cert_pem: bytes, key_pem: bytes) -> None:
-        write_secret_volume(self.root, {"tls.crt": cert_pem, "tls.key": key_pem}, 0o600)
+        self._version += 1
+        payload = f"..{self._version}"
+        old = os.readlink(self.root / "..data") if (self.root / "..data").is_symlink() else None
+        (self.root / payload).mkdir(parents=True)
+        for name, content in (("tls.crt", cert_pem), ("tls.key", key_pem)):
+            (self.root / payload / name).write_bytes(content)
+            (self.root / payload / name).chmod(0o600)
+        (self.root / "..data_tmp").symlink_to(payload)
+        os.replace(self.root / "..data_tmp", self.root / "..data")
+        for name in ("tls.crt", "tls.key"):
+            if not (self.root / name).is_symlink():
+                (self.root / name).symlink_to(f"..data/{name}")
+        if old is not None:
+            shutil.rmtree(self.root / old)
 
     def install(self, pair: KeyPair) -> None:
         self.write(pair.cert_pem, pair.key_pem)

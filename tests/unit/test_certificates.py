@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from app.certificates import CertificateError, CertificateWatcher, not_after
 from app.metrics import Metrics
-from bench.certs import CertificateAuthority, KeyPair
+from tests.certs import CertificateAuthority, KeyPair
 from tests.unit.conftest import MountedSecret, sample
 
 

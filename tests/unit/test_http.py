@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app.config import LabelPolicy
+from app.admission.policy import LabelPolicy
 from app.http import create_app
 from app.metrics import Metrics
 from tests.unit.conftest import UID, ReviewFactory, build_review, sample
@@ -143,7 +143,7 @@ def test_an_unexpected_exception_is_500_with_the_uid_echoed(
     def broken(*_: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("app.http.review", broken)
+    monkeypatch.setattr("app.http.review_request", broken)
 
     response = post_review(client, build_review())
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.edge.limits import (
+    BASE_MEMORY,
     FILES_PER_CONNECTION,
+    MEMORY_PER_CONNECTION,
     RESERVED_FILES,
     ByteBudget,
     EdgeLimits,
+    MiB,
     connection_limit,
+    read_memory_limit,
 )
 
 
@@ -69,3 +75,31 @@ def test_unusable_limits_are_named(changes: dict[str, float], problem: str) -> N
     problems = EdgeLimits(**changes).problems()  # type: ignore[arg-type]
 
     assert any(found.startswith(problem) for found in problems), problems
+
+
+def test_a_memory_limit_caps_the_connections_beside_the_byte_budget() -> None:
+    limit = connection_limit(1 << 20, None, memory_limit=256 * MiB, buffered=16 * MiB)
+
+    assert limit == (256 * MiB - BASE_MEMORY - 16 * MiB) // MEMORY_PER_CONNECTION
+    assert limit < connection_limit(1 << 20, None)
+
+
+def test_without_a_memory_limit_only_the_open_files_count() -> None:
+    assert connection_limit(1024, None, memory_limit=None) == connection_limit(1024, None)
+
+
+def test_the_cgroup_v2_memory_limit_is_read_in_bytes(tmp_path: Path) -> None:
+    (tmp_path / "memory.max").write_text("268435456\n")
+
+    assert read_memory_limit((str(tmp_path / "memory.max"),)) == 268435456
+
+
+@pytest.mark.parametrize("unlimited", ["max\n", "9223372036854771712\n"])
+def test_an_unlimited_cgroup_means_no_memory_limit(tmp_path: Path, unlimited: str) -> None:
+    (tmp_path / "memory.max").write_text(unlimited)
+
+    assert read_memory_limit((str(tmp_path / "memory.max"),)) is None
+
+
+def test_no_cgroup_file_means_no_memory_limit(tmp_path: Path) -> None:
+    assert read_memory_limit((str(tmp_path / "absent"),)) is None

@@ -17,14 +17,9 @@ from app.admission.patch import (
     plan_labels,
     unescape_pointer_token,
 )
+from tests.unit.strategies import configured_labels, existing_labels
 
 WANTED = (("environment", "production"),)
-
-# Label maps as they may arrive: mutating webhooks run before validation, so an
-# existing key can be any string, including the '/' and '~' that need escaping.
-any_key = st.text(alphabet=st.sampled_from("ab/~01.-_"), min_size=1, max_size=8) | st.text()
-any_labels = st.dictionaries(any_key, st.text(max_size=8), max_size=6)
-wanted_labels = st.dictionaries(any_key, st.text(max_size=8), min_size=1, max_size=4)
 
 
 def pod(labels: object) -> dict[str, Any]:
@@ -107,7 +102,7 @@ def test_an_empty_labels_map_gets_one_add_per_label() -> None:
     ]
 
 
-@given(existing=st.none() | any_labels, wanted=wanted_labels)
+@given(existing=st.none() | existing_labels, wanted=configured_labels)
 def test_applying_the_patch_gives_the_old_labels_plus_ours(
     existing: dict[str, str] | None, wanted: dict[str, str]
 ) -> None:
@@ -118,7 +113,7 @@ def test_applying_the_patch_gives_the_old_labels_plus_ours(
     assert patched["metadata"]["labels"] == {**(existing or {}), **wanted}
 
 
-@given(existing=st.none() | any_labels, wanted=wanted_labels)
+@given(existing=st.none() | existing_labels, wanted=configured_labels)
 def test_without_overwrite_no_existing_value_ever_changes(
     existing: dict[str, str] | None, wanted: dict[str, str]
 ) -> None:
@@ -129,7 +124,7 @@ def test_without_overwrite_no_existing_value_ever_changes(
     assert patched["metadata"]["labels"] == {**wanted, **(existing or {})}
 
 
-@given(existing=any_labels, wanted=wanted_labels)
+@given(existing=existing_labels, wanted=configured_labels)
 def test_only_labels_that_change_get_an_operation(
     existing: dict[str, str], wanted: dict[str, str]
 ) -> None:
@@ -140,7 +135,7 @@ def test_only_labels_that_change_get_an_operation(
     assert len(changes.operations) == len(changed)
 
 
-@given(existing=st.none() | any_labels, wanted=wanted_labels, overwrite=st.booleans())
+@given(existing=st.none() | existing_labels, wanted=configured_labels, overwrite=st.booleans())
 def test_the_cli_applier_agrees_with_the_jsonpatch_library(
     existing: dict[str, str] | None, wanted: dict[str, str], overwrite: bool
 ) -> None:

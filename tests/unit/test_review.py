@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from app.admission import InvalidReview, Outcome, review
 from app.admission.decode import ADMISSION_V1BETA1
-from app.config import LabelPolicy, label_key_problem
+from app.admission.policy import LabelPolicy
 from tests.unit.conftest import UID, ReviewFactory
+from tests.unit.strategies import configured_labels, existing_labels
 
 OWNER = LabelPolicy(labels=(("environment", "production"), ("example.com/owner", "team-a")))
 
@@ -139,21 +140,11 @@ def test_a_malformed_review_raises_invalid_review() -> None:
         review({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}, LabelPolicy())
 
 
-# Valid Kubernetes label keys, with and without a DNS prefix, for the property tests.
-dns_label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,6}[a-z0-9])?", fullmatch=True)
-name_part = st.from_regex(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,8}[A-Za-z0-9])?", fullmatch=True)
-prefix = st.lists(dns_label, min_size=1, max_size=3).map(".".join)
-valid_key = st.one_of(name_part, st.tuples(prefix, name_part).map("/".join)).filter(
-    lambda key: label_key_problem(key) is None
-)
-valid_value = st.one_of(st.just(""), name_part)
 policies = st.builds(
     lambda labels, overwrite: LabelPolicy(labels=tuple(labels.items()), overwrite=overwrite),
-    st.dictionaries(valid_key, valid_value, min_size=1, max_size=4),
+    configured_labels,
     st.booleans(),
 )
-# Existing labels: anything a client may send, including keys our policy also uses.
-existing_labels = st.dictionaries(st.one_of(valid_key, st.text(max_size=6)), st.text(max_size=6))
 
 
 @given(

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from app.serving import WebhookServer
-from bench.certs import KeyPair
+from tests.certs import KeyPair
 from tests.unit.conftest import (
     MountedSecret,
     build_review,

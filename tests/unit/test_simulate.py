@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from app.admission import InvalidReview
+from app.admission.policy import LabelPolicy
 from app.admission.simulate import review_for_object, simulate
-from app.config import LabelPolicy
 from tests.unit.conftest import ReviewFactory
 
 POD: dict[str, Any] = {

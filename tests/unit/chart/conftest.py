@@ -9,6 +9,7 @@ render for a cluster that serves MutatingAdmissionPolicy (Kubernetes 1.36 and la
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import shutil
@@ -129,7 +130,8 @@ def render(
             if result.returncode != 0:
                 raise HelmTemplateError(f"helm template failed:\n{result.stderr}")
             cache[key] = parse(result.stdout)
-        return cache[key]
+        # A copy: a test that edits what it got must not change what the next one gets.
+        return copy.deepcopy(cache[key])
 
     return _render
 
@@ -188,6 +190,18 @@ def chart_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def chart_meta() -> dict[str, Any]:
+    """Chart.yaml: tests compare with its version and appVersion rather than copy them."""
+    loaded: dict[str, Any] = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def app_version(chart_meta: dict[str, Any]) -> str:
+    return str(chart_meta["appVersion"])
+
+
+@pytest.fixture(scope="session")
 def values_text() -> str:
     return (CHART / "values.yaml").read_text()
 
@@ -205,19 +219,6 @@ class ValueKey:
     path: str
     comment: list[str]
     default: Any
-
-    @property
-    def description(self) -> str:
-        """The `# -- ` text and its continuation lines, as helm-docs joins them."""
-        text: list[str] = []
-        for line in self.comment:
-            if line.startswith("# -- "):
-                text = [line.removeprefix("# -- ")]
-            elif line.startswith("# @default -- "):
-                break
-            elif text:
-                text.append(line.removeprefix("#").strip())
-        return " ".join(text)
 
 
 def value_keys(values_text: str, schema: dict[str, Any]) -> list[ValueKey]:

@@ -68,6 +68,11 @@ def test_self_signed_issuer_signs_only_the_ca_certificate(render):
     }
 
 
+def test_ca_key_is_kept_across_renewals_so_what_it_signed_stays_trusted(render):
+    ca = render().get("Certificate", "webhook-pod-labeler-ca")
+    assert ca["spec"]["privateKey"]["rotationPolicy"] == "Never"
+
+
 def test_ca_common_name_fits_the_x509_limit_for_the_longest_release_name(render):
     ca = render(release="r" * 53).get("Certificate", f"{'r' * 53}-pod-label-ca")
     assert len(ca["spec"]["commonName"]) <= 64
@@ -145,3 +150,46 @@ def test_certificate_lifetimes_are_configurable(render):
 )
 def test_bad_cert_manager_settings_fail_the_render(render_error, set_arg, field):
     assert f"at '{field}'" in render_error(set_arg)
+
+
+# ---- the Secrets belong to the release --------------------------------------------------
+
+
+def certificate_secrets(manifests: Any) -> set[str]:
+    return {cert["spec"]["secretName"] for cert in manifests.of_kind("Certificate")}
+
+
+@pytest.mark.parametrize("set_args", [(), EXISTING_ISSUER], ids=["own CA", "existing issuer"])
+def test_the_chart_declares_every_secret_its_certificates_write_so_uninstall_deletes_them(
+    render, set_args
+):
+    manifests = render(*set_args)
+    assert manifests.names("Secret") == certificate_secrets(manifests)
+
+
+def test_the_ca_secret_with_its_private_key_is_declared_by_the_chart(render):
+    assert "webhook-pod-labeler-ca" in render().names("Secret")
+
+
+def test_the_declared_secrets_name_no_data_so_helm_upgrade_never_touches_what_cert_manager_wrote(
+    render,
+):
+    for secret in render().of_kind("Secret"):
+        assert set(secret) == {"apiVersion", "kind", "metadata", "type"}, secret["metadata"]
+        # kubernetes.io/tls would require tls.crt and tls.key in the manifest, and
+        # helm's three-way merge would then reset them to empty on every upgrade.
+        assert secret["type"] == "Opaque"
+
+
+def test_policy_mode_declares_no_secret(render, policy_api):
+    assert render("mode=policy", api_versions=policy_api).names("Secret") == set()
+
+
+def test_the_pod_waits_for_the_certificate_keys_rather_than_start_without_them(render):
+    pod = render().one("Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["items"] == [
+        {"key": "tls.crt", "path": "tls.crt"},
+        {"key": "tls.key", "path": "tls.key"},
+    ]
+    assert "optional" not in volume["secret"]

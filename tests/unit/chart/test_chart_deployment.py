@@ -190,8 +190,8 @@ def test_service_forwards_443_to_the_https_port_and_8080_to_the_metrics_port(ren
     assert service["spec"]["selector"] == SELECTOR
 
 
-def test_image_tag_defaults_to_the_app_version(render):
-    assert container(render())["image"] == "ghcr.io/pod-labeler/pod-labeler:0.1.0"
+def test_image_tag_defaults_to_the_app_version(render, app_version):
+    assert container(render())["image"] == f"ghcr.io/pod-labeler/pod-labeler:{app_version}"
 
 
 def test_image_is_configurable(render):

@@ -17,7 +17,7 @@ from hypothesis import given
 from app.admission.review import Outcome
 from app.admission.simulate import simulate
 from app.config import LabelPolicy
-from tests.unit.chart.pod_cases import CASES, CHART_VALUES, OURS, POD_LABELS, pod
+from tests.unit.label_cases import CASES, CHART_VALUES, OURS, POD_LABELS, pod
 
 celpy = pytest.importorskip("celpy", reason="cel-python is not installed (requirements-dev.txt)")
 celtypes = pytest.importorskip("celpy.celtypes")

@@ -15,6 +15,7 @@ NAMESPACED_KINDS = {
     "NetworkPolicy",
     "PodDisruptionBudget",
     "PrometheusRule",
+    "Secret",
     "Service",
     "ServiceAccount",
     "ServiceMonitor",
@@ -30,16 +31,16 @@ EVERYTHING_ON = (
 
 @pytest.mark.parametrize("mode", ["webhook", "policy"])
 def test_every_object_carries_the_standard_labels_with_its_mode_as_component(
-    render, policy_api, mode
+    render, policy_api, mode, chart_meta
 ):
     for obj in render(f"mode={mode}", *EVERYTHING_ON, api_versions=policy_api):
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "pod-labeler", obj["kind"]
         assert labels["app.kubernetes.io/instance"] == "webhook"
-        assert labels["app.kubernetes.io/version"] == "0.1.0"
+        assert labels["app.kubernetes.io/version"] == chart_meta["appVersion"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/component"] == mode
-        assert labels["helm.sh/chart"] == "pod-labeler-0.2.0"
+        assert labels["helm.sh/chart"] == f"pod-labeler-{chart_meta['version']}"
 
 
 def test_selectors_use_only_name_and_instance(render):
@@ -112,10 +113,14 @@ def test_every_helper_is_namespaced_with_the_chart_name(chart_dir):
 
 
 def test_each_template_file_renders_only_the_kind_it_is_named_after(render, policy_api, chart_dir):
+    # The backfill hook's objects are in backfill-<kind>.yaml, beside the webhook's own.
     sources: set[str] = set()
     for mode in ("webhook", "policy"):
-        manifests = render(f"mode={mode}", *EVERYTHING_ON, api_versions=policy_api)
+        manifests = render(
+            f"mode={mode}", *EVERYTHING_ON, "backfill.onInstall=true", api_versions=policy_api
+        )
         for key, source in manifests.sources.items():
-            assert source == f"templates/{key[0].lower()}.yaml", key
+            kind = key[0].lower()
+            assert source in (f"templates/{kind}.yaml", f"templates/backfill-{kind}.yaml"), key
         sources |= set(manifests.sources.values())
     assert {f"templates/{p.name}" for p in (chart_dir / "templates").glob("*.yaml")} == sources

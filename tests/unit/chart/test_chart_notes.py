@@ -97,9 +97,9 @@ def test_notes_in_policy_mode_check_the_policy_then_label_a_demo_pod(render_note
     assert "kubectl -n webhook-pod-labeler-demo get pod demo --show-labels" in notes
 
 
-def test_notes_in_policy_mode_have_no_webhook_warnings(render_notes, policy_api):
+def test_notes_in_policy_mode_have_no_webhook_warnings(render_notes, policy_api, app_version):
     notes = render_notes("mode=policy", "replicaCount=1", api_versions=policy_api)
-    assert notes.startswith("pod-labeler 0.1.0 is installed as release webhook")
+    assert notes.startswith(f"pod-labeler {app_version} is installed as release webhook")
     assert "WARNING" not in notes
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.unit.chart.pod_cases import CASES, CHART_VALUES, OURS, POD_LABELS, pod
+from tests.unit.label_cases import CASES, CHART_VALUES, OURS, POD_LABELS, pod
 
 celpy = pytest.importorskip("celpy", reason="cel-python is not installed (requirements-dev.txt)")
 celtypes = pytest.importorskip("celpy.celtypes")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 from typing import Any
 
@@ -89,7 +87,7 @@ def test_valid_labels_render(render, values):
             "at '/webhook': additional properties 'failurePolicies'",
         ),
         ("certManager.issuerRef.namespace=x", "at '/certManager/issuerRef'"),
-        ("image.digest=sha256:0", "at '/image'"),
+        ("image.sha=sha256:0", "at '/image'"),
         ("label.name=x", "at '/label'"),
     ],
 )
@@ -160,36 +158,3 @@ def test_every_value_key_has_a_helm_docs_comment(documented_keys):
         if not any(line.startswith("# -- ") and len(line) > 5 for line in key.comment)
     ]
     assert undocumented == []
-
-
-def test_readme_table_lists_exactly_the_keys_of_values_yaml(chart_dir, documented_keys):
-    readme = (chart_dir / "README.md").read_text()
-    listed = re.findall(r"^\| `([^`]+)` \|", readme, flags=re.MULTILINE)
-    assert len(listed) == len(set(listed)), "a key is listed twice"
-    assert listed == [key.path for key in documented_keys]
-
-
-def test_readme_table_shows_the_defaults_of_values_yaml(chart_dir, documented_keys):
-    rows = {
-        match[0]: match[1]
-        for match in re.findall(
-            r"^\| `([^`]+)` \| [^|]+ \| (.+?) \| ", (chart_dir / "README.md").read_text(), re.M
-        )
-    }
-    for key in documented_keys:
-        if any(line.startswith("# @default -- ") for line in key.comment):
-            continue
-        shown = rows[key.path].strip("`")
-        assert json.loads(shown) == key.default, key.path
-
-
-def test_readme_table_describes_each_key_with_its_values_yaml_comment(chart_dir, documented_keys):
-    rows = dict(
-        re.findall(
-            r"^\| `([^`]+)` \| [^|]+ \| [^|]+ \| (.+) \|$",
-            (chart_dir / "README.md").read_text(),
-            re.M,
-        )
-    )
-    for key in documented_keys:
-        assert rows[key.path] == key.description, key.path

@@ -216,3 +216,81 @@ def test_webhook_settings_outside_what_kubernetes_accepts_fail_the_render(
     render_error, set_arg, field
 ):
     assert f"at '{field}'" in render_error(set_arg)
+
+
+# ---- webhook.annotations -------------------------------------------------------------
+
+INJECT_CA_FROM = "cert-manager.io/inject-ca-from"
+EXTRA_ANNOTATIONS = {"argocd.argoproj.io/sync-wave": "5", "example.com/owner": "platform"}
+# The chart's own, on every admission object: what audit and backfill read.
+LABEL_ANNOTATIONS = {
+    "pod-labeler/labels": '{"environment": "production"}',
+    "pod-labeler/overwrite": "true",
+}
+
+
+def test_webhook_annotations_are_added_to_the_chart_own_inject_ca_from(render):
+    configuration = render(values={"webhook": {"annotations": EXTRA_ANNOTATIONS}}).one(
+        "MutatingWebhookConfiguration"
+    )
+    assert configuration["metadata"]["annotations"] == {
+        INJECT_CA_FROM: f"pod-labeler/{FULLNAME}-tls",
+        **LABEL_ANNOTATIONS,
+        **EXTRA_ANNOTATIONS,
+    }
+
+
+def test_without_webhook_annotations_only_the_chart_own_are_set(render):
+    configuration = render().one("MutatingWebhookConfiguration")
+    assert configuration["metadata"]["annotations"] == {
+        INJECT_CA_FROM: f"pod-labeler/{FULLNAME}-tls",
+        **LABEL_ANNOTATIONS,
+    }
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        INJECT_CA_FROM,
+        "cert-manager.io/inject-ca-from-secret",
+        "cert-manager.io/inject-apiserver-ca",
+    ],
+)
+def test_webhook_annotations_cannot_override_or_compete_with_the_ca_injection(render_error, key):
+    error = render_error(values={"webhook": {"annotations": {key: "elsewhere/other"}}})
+    assert "webhook.annotations" in error
+    assert key in error
+
+
+@pytest.mark.parametrize("kind", ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"])
+def test_webhook_annotations_go_on_the_policy_and_its_binding_in_policy_mode(
+    render, policy_api, kind
+):
+    manifests = render(
+        "mode=policy",
+        values={"webhook": {"annotations": EXTRA_ANNOTATIONS}},
+        api_versions=policy_api,
+    )
+    assert manifests.one(kind)["metadata"]["annotations"] == {
+        **LABEL_ANNOTATIONS,
+        **EXTRA_ANNOTATIONS,
+    }
+
+
+@pytest.mark.parametrize("kind", ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"])
+def test_policy_objects_carry_only_the_label_annotations_by_default(render, policy_api, kind):
+    manifests = render("mode=policy", api_versions=policy_api)
+    assert manifests.one(kind)["metadata"]["annotations"] == LABEL_ANNOTATIONS
+
+
+@pytest.mark.parametrize("key", ["pod-labeler/labels", "pod-labeler/overwrite"])
+def test_webhook_annotations_cannot_override_the_labels_audit_reads(render_error, key):
+    error = render_error(values={"webhook": {"annotations": {key: "x"}}})
+    assert "webhook.annotations" in error
+    assert key in error
+
+
+@pytest.mark.parametrize("key", ["bad key", "-x", "a/b/c"])
+def test_an_invalid_webhook_annotation_key_fails_naming_the_field(render_error, key):
+    error = render_error(values={"webhook": {"annotations": {key: "v"}}})
+    assert "at '/webhook/annotations'" in error

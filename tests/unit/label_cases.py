@@ -1,12 +1,16 @@
-"""The table of Pod cases the chart's CEL is tested against: the policy's JSON Patch and the
-webhook's matchConditions. The e2e suite (tests/e2e/test_modes.py) runs the same table
-through the real API server in both modes."""
+"""The table of label cases every way of labelling is held to: what a Pod carries
+before, and after, with overwrite on and off. The policy's CEL (test_chart_policy_cel),
+the webhook's matchConditions (test_chart_match_conditions), the backfill's decision
+(backfill/test_plan) and, through the real API server, the e2e suite
+(tests/e2e/test_modes.py, same rows) all run it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from hypothesis import strategies as st
+
+from tests.unit.strategies import labels_around
 
 EXTRA_LABELS = {"example.com/team": "payments", "tier": "backend"}
 OURS = {"environment": "production", **EXTRA_LABELS}
@@ -21,8 +25,8 @@ def pod(labels: dict[str, str] | None) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": []}}
 
 
-# What a new Pod carries before, and after admission with and without overwrite.
-CASES = {
+# name: (labels before, after with overwrite, after without overwrite)
+CASES: dict[str, tuple[dict[str, str] | None, dict[str, str], dict[str, str]]] = {
     "no labels": (None, OURS, OURS),
     "an empty label map": ({}, OURS, OURS),
     "other labels": ({"app": "shop"}, {"app": "shop", **OURS}, {"app": "shop", **OURS}),
@@ -51,9 +55,6 @@ CASES = {
 }
 
 
-# Any label map a new Pod may carry, or none, drawn from keys and values that overlap ours.
-LABEL_KEYS = st.sampled_from(
-    ["environment", "tier", "app", "example.com/team", "example.com/owner", "a.b/c", "x_y-z"]
-)
-LABEL_VALUES = st.sampled_from(["", "production", "staging", "payments", "backend", "1"])
-POD_LABELS = st.none() | st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=6)
+# Any label map a new Pod may carry, or none: valid labels that often share a key, or a
+# value, with ours (tests/unit/strategies.py).
+POD_LABELS = st.none() | labels_around(OURS)

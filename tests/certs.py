@@ -1,7 +1,8 @@
-"""Throwaway certificates for local runs: a CA and server certificates it signs.
+"""Throwaway certificates for tests and benchmarks: a CA and server certificates it signs.
 
-Development only (`cryptography` is a dev dependency, not a runtime one). The
-benchmark and the unit tests both use it, so it lives beside the benchmark.
+Development only: nothing in app/ imports it. Its one home is here, beside the tests
+that use it most (the unit tests' certificate fixtures, the e2e TLS tests); the
+benchmark (`bench.server`) imports it from here too.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
-"""The local kubelet stand-in's pure parts: container paths and Secret projection."""
+"""The local kubelet stand-in's volumes: container paths and Secret projection."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from localcp import network
-from localcp.kubelet import RunningPod, read_container, rewrite_path, write_secret_volume
-from localcp.layout import BRIDGE_ADDRESS
+from localcp.volumes import rewrite_path, secret_files, write_secret_volume
+from tests.unit.conftest import MountedSecret
 
 MOUNTS = {"/tls": Path("/work/pods/ab/tls"), "/tmp": Path("/run/localcp/ab/tmp")}
 
@@ -59,31 +58,45 @@ def test_an_unchanged_secret_is_not_written_again(tmp_path: Path) -> None:
     assert not write_secret_volume(tmp_path, {"tls.crt": b"cert-1"}, 0o644)
 
 
-def _pod(**spec: object) -> dict[str, object]:
-    container = {
-        "name": "server",
-        "command": ["python"],
-        "ports": [{"name": "https", "containerPort": 10443}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "https"}},
+def test_a_secret_is_laid_out_as_the_server_tests_expect_kubelet_to(tmp_path: Path) -> None:
+    expected = MountedSecret(tmp_path / "expected")
+    expected.write(b"cert-1", b"key-1")
+
+    write_secret_volume(tmp_path / "ours", {"tls.crt": b"cert-1", "tls.key": b"key-1"}, 0o600)
+
+    def layout(root: Path) -> dict[str, tuple[str, bytes, int]]:
+        return {
+            name: (
+                os.readlink(root / name),
+                (root / name).read_bytes(),
+                (root / name).stat().st_mode,
+            )
+            for name in ("tls.crt", "tls.key")
+        }
+
+    assert layout(tmp_path / "ours") == layout(expected.root)
+    assert (tmp_path / "ours" / "..data").is_symlink()
+
+
+B64_CERT, B64_KEY = "Y2VydA==", "a2V5"  # "cert", "key"
+TLS_ITEMS = (("tls.crt", "tls.crt"), ("tls.key", "tls.key"))
+
+
+def test_a_secret_volume_without_items_holds_every_key() -> None:
+    data = {"tls.crt": B64_CERT, "ca.crt": B64_CERT}
+
+    assert secret_files(data, ()) == {"tls.crt": b"cert", "ca.crt": b"cert"}
+
+
+def test_a_secret_volume_with_items_holds_only_those_keys_at_their_paths() -> None:
+    data = {"tls.crt": B64_CERT, "tls.key": B64_KEY, "ca.crt": B64_CERT}
+
+    assert secret_files(data, (("tls.crt", "cert.pem"), ("tls.key", "key.pem"))) == {
+        "cert.pem": b"cert",
+        "key.pem": b"key",
     }
-    return {"spec": {"containers": [container], **spec}}
 
 
-def test_a_host_network_pod_runs_on_the_node_address() -> None:
-    container = read_container(_pod(hostNetwork=True))
-    running = RunningPod("uid", "name", 3, container, process=None)  # type: ignore[arg-type]
-
-    assert container.host_network
-    assert running.address == BRIDGE_ADDRESS
-
-
-def test_a_pod_gets_the_address_of_its_own_network_namespace_by_default() -> None:
-    container = read_container(_pod())
-    running = RunningPod("uid", "name", 3, container, process=None)  # type: ignore[arg-type]
-
-    assert not container.host_network
-    assert running.address == network.pod_address(3) != BRIDGE_ADDRESS
-
-
-def test_the_readiness_probe_port_follows_the_named_container_port() -> None:
-    assert read_container(_pod()).readiness_port == 10443
+def test_a_secret_volume_waits_while_a_key_its_items_name_is_missing() -> None:
+    assert secret_files({}, TLS_ITEMS) is None
+    assert secret_files({"tls.crt": B64_CERT}, TLS_ITEMS) is None

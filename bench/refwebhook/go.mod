@@ -1,0 +1,3 @@
+module podlabeler.local/refwebhook
+
+go 1.26
