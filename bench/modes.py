@@ -11,7 +11,8 @@ each setup of SETUPS, one after the other in one run, each in a namespace of its
 - webhook mode: `helm upgrade --set mode=webhook` (the API server calls our server over TLS);
 - webhook, labelled: the same, for Pods that already carry the release's labels, which
   the webhook's matchConditions (webhook.skipLabelledPods) let the API server admit
-  without calling it. Expected within noise of "no labelling";
+  without calling it (on a copy of the webhook: see `webhook_labelled`). Expected within
+  noise of "no labelling";
 - reference webhook: bench/refwebhook, a minimal Go webhook returning the same patch,
   installed beside ours the same way (cert-manager certificate, cainjector caBundle,
   Service, Pods run by localcp's kubelet stand-in) for a namespace ours skips.
@@ -234,13 +235,52 @@ def webhook_mode(bench: Bench) -> Iterator[str]:
 def webhook_labelled(bench: Bench) -> Iterator[str]:
     """Webhook mode, for Pods that already carry the release's labels: the chart's
     matchConditions (webhook.skipLabelledPods) let the API server admit them without
-    calling the webhook. Expected within noise of "no labelling"."""
-    namespace = bench.namespace("labelled")
+    calling the webhook. Expected within noise of "no labelling".
+
+    Measured in a namespace that ours skips, served by a copy of the release's webhook as
+    helm rendered it, matchConditions included: cert-manager's cainjector before v1.12
+    (the local control plane runs v1.11.5) rewrites the release's own configuration with a
+    client that predates matchConditions, which drops them. The copy has no inject-ca-from
+    annotation, so it keeps them, and takes the injected caBundle as it is.
+    """
+    namespace = bench.namespace("labelled", skip=True)
     if current_mode() != "webhook":
-        switch_mode(bench.api, "webhook", namespace)
-    if not skips_labelled_pods():
-        raise SystemExit("the webhook has no matchConditions: set webhook.skipLabelledPods")
-    yield namespace
+        switch_mode(bench.api, "webhook", bench.namespace("webhook"))
+    manifest = run(str(BIN / "helm"), "get", "manifest", RELEASE, "-n", RELEASE_NAMESPACE)
+    (rendered,) = [
+        obj
+        for obj in yaml.safe_load_all(manifest)
+        if obj and obj["kind"] == "MutatingWebhookConfiguration"
+    ]
+    (webhook,) = rendered["webhooks"]
+    if not webhook.get("matchConditions"):
+        raise SystemExit("the release renders no matchConditions: set webhook.skipLabelledPods")
+    live = kubectl_json("get", "mutatingwebhookconfiguration", rendered["metadata"]["name"])
+    name = f"bench-skip-{uuid.uuid4().hex[:5]}"
+    webhook |= {
+        "name": f"{name}.bench.pod-labeler.test",
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "clientConfig": live["webhooks"][0]["clientConfig"],
+    }
+    copy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [webhook],
+    }
+    run(str(BIN / "kubectl"), "create", "-f", "-", stdin=json.dumps(copy))
+    try:
+        wait_for(partial(labels_a_pod, bench.api, namespace), "the copy of the webhook to label")
+        yield namespace
+    finally:
+        run(str(BIN / "kubectl"), "delete", "mutatingwebhookconfiguration", name)
+
+
+def labels_a_pod(api: ApiServer, namespace: str) -> bool:
+    try:
+        return "environment" in api.create_pod_dry_run(namespace)["metadata"]["labels"]
+    except CreateRefusedError:
+        return False
 
 
 def already_labelled() -> dict[str, str]:
@@ -262,20 +302,6 @@ def already_labelled() -> dict[str, str]:
     ours = {values["label"]["key"]: str(values["label"]["value"])}
     ours |= {key: str(value) for key, value in (values.get("extraLabels") or {}).items()}
     return {**POD["metadata"]["labels"], **ours}
-
-
-def skips_labelled_pods() -> bool:
-    """Whether the webhook configuration carries the chart's matchConditions."""
-    found = run(
-        str(BIN / "kubectl"),
-        "get",
-        "mutatingwebhookconfigurations",
-        "-l",
-        f"app.kubernetes.io/instance={RELEASE}",
-        "-o",
-        "jsonpath={.items[*].webhooks[*].matchConditions[*].name}",
-    )
-    return bool(found.strip())
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import yaml
 from tests.e2e import metrics
 from tests.e2e.cluster import CHART, Cluster, unique, wait_for
 from tests.e2e.release import Release, scale, upgrade, wait_until_labelled
+from tests.e2e.test_modes import CASES
 from tests.promql import PROMETHEUS_SERIES, series_in
 
 WAIT = 120.0
@@ -176,6 +177,20 @@ def test_a_pod_already_carrying_the_labels_is_admitted_without_a_webhook_call(
     )
 
 
+def test_the_shared_case_table_gets_the_same_labels_with_and_without_the_skip_condition(
+    cluster: Cluster, skipping_namespace: str, release: Release
+) -> None:
+    # The modes table, plus a Pod with the release's own labels (the one the condition skips).
+    befores = [case.labels for case in CASES] + [{"app": "x", **release.original_labels}]
+    with cluster.fresh_namespace("e2e-always") as always_called:
+        wait_until_labelled(cluster, always_called, release.original_labels)
+        for before in befores:
+            called, _ = cluster.create_pod(always_called, labels=before, dry_run=True)
+            skipped, _ = cluster.create_pod(skipping_namespace, labels=before, dry_run=True)
+
+            assert _labels(skipped) == _labels(called), before
+
+
 def test_with_the_webhook_scaled_to_zero_a_labelled_pod_is_admitted_and_an_unlabelled_one_refused(
     cluster: Cluster, skipping_namespace: str, restore_release: Release
 ) -> None:
@@ -219,13 +234,12 @@ def test_on_the_host_network_with_custom_ports_new_pods_are_still_labelled(
     (pod,) = [p for p in pods if not p["metadata"].get("deletionTimestamp")]  # the old ones go
     assert pod["spec"]["hostNetwork"] is True
     assert pod["status"]["podIP"] == pod["status"]["hostIP"]
-    slices = cluster.get(
-        "endpointslices",
-        "-n",
-        release.namespace,
-        "-l",
-        f"kubernetes.io/service-name={metrics.service(cluster, release)}",
-    )["items"]
-    published = {port["name"]: port["port"] for s in slices for port in s.get("ports") or []}
-    assert published == HOST_PORTS
+    selector = f"kubernetes.io/service-name={metrics.service(cluster, release)}"
+
+    def published() -> dict[str, int]:
+        slices = cluster.get("endpointslices", "-n", release.namespace, "-l", selector)["items"]
+        return {port["name"]: port["port"] for s in slices for port in s.get("ports") or []}
+
+    # Until the old Pods are gone, their slice still lists the old ports.
+    wait_for(lambda: published() == HOST_PORTS, WAIT, f"EndpointSlices publishing {HOST_PORTS}")
     assert metrics.REVIEWS in metrics.samples(metrics.through_service(cluster, release))
