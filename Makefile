@@ -62,9 +62,11 @@ test-e2e: $(if $(filter $(LOCAL_KUBECONFIG),$(E2E_KUBECONFIG)),up) ## End-to-end
 test: install lint test-unit test-e2e ## Install what is missing, then lint, unit and e2e tests
 
 .PHONY: bench
-bench: up ## Benchmarks: the server alone, then Pod-creation latency per mode on the local control plane
+bench: up ## Benchmarks: the server beside its ceiling (busy, then paced), Pod-creation latency per setup, a 2,000-Pod backfill
 	$(PY) -m bench.server
+	$(PY) -m bench.paced
 	KUBECONFIG=$(LOCAL_KUBECONFIG) $(PY) -m bench.modes
+	KUBECONFIG=$(LOCAL_KUBECONFIG) $(PY) -m bench.backfill
 
 .PHONY: kind-e2e
 kind-e2e: ## Build the image, install it with cert-manager on kind, run tests/e2e (Docker)

@@ -1,0 +1,88 @@
+"""Latency when reviews come one at a time with pauses between, as from the API server.
+
+    python -m bench.paced [--reviews 300]
+
+The API server sends a webhook one review at a time, milliseconds apart, so each one
+finds the server idle. This starts our server (TLS, as deployed) and the ceiling
+(`bench.ceiling`, plain HTTP) and posts the same Pod review to each over one
+keep-alive connection, with no pause, then 3 ms and 10 ms between reviews, and prints
+p50 and p90 for each. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import ssl
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.server import free_port, pod_review, process
+from tests.certs import CertificateAuthority
+
+PAUSES = (0.0, 0.003, 0.010)
+WARM_UP = 50
+
+
+def latencies_ms(
+    connection: http.client.HTTPConnection, body: bytes, pause: float, n: int
+) -> list[float]:
+    def one() -> float:
+        started = time.perf_counter()
+        connection.request(
+            "POST", "/mutate", body=body, headers={"Content-Type": "application/json"}
+        )
+        connection.getresponse().read()
+        return (time.perf_counter() - started) * 1000
+
+    for _ in range(WARM_UP):
+        one()
+    found = []
+    for _ in range(n):
+        found.append(one())
+        time.sleep(pause)
+    return sorted(found)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.paced", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--reviews", type=int, default=300, help="per pause (default 300)")
+    args = parser.parse_args()
+    body = pod_review()
+    with tempfile.TemporaryDirectory(prefix="pod-labeler-paced-") as name:
+        directory = Path(name)
+        ca = CertificateAuthority("pod-labeler bench CA")
+        ca_file = ca.write(directory / "ca.crt")
+        cert, key = directory / "tls.crt", directory / "tls.key"
+        ca.issue().write(cert, key)
+        ours_port, ceiling_port = free_port(), free_port()
+        ours_argv = [
+            *(sys.executable, "-m", "app.main", "serve"),
+            *(f"--tls-cert={cert}", f"--tls-key={key}"),
+            *("--host=127.0.0.1", f"--port={ours_port}", f"--metrics-port={free_port()}"),
+        ]
+        ceiling_argv = [sys.executable, "-m", "bench.ceiling", f"--port={ceiling_port}"]
+        context = ssl.create_default_context(cafile=str(ca_file))
+        print(f"one keep-alive connection, {args.reviews} reviews per pause")
+        print(f"{'target':<10}{'pause ms':>10}{'p50 ms':>10}{'p90 ms':>10}")
+        with (
+            process(ceiling_argv, ceiling_port, directory / "ceiling.log"),
+            process(ours_argv, ours_port, directory / "ours.log"),
+        ):
+            targets: dict[str, http.client.HTTPConnection] = {
+                "ceiling": http.client.HTTPConnection("127.0.0.1", ceiling_port),
+                "ours": http.client.HTTPSConnection("localhost", ours_port, context=context),
+            }
+            for pause in PAUSES:
+                for target, connection in targets.items():
+                    found = latencies_ms(connection, body, pause, args.reviews)
+                    p50, p90 = found[len(found) // 2], found[len(found) * 9 // 10]
+                    print(f"{target:<10}{pause * 1000:>10.0f}{p50:>10.2f}{p90:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
