@@ -14,13 +14,18 @@ from __future__ import annotations
 import argparse
 import http.client
 import ssl
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.server import free_port, pod_review, process
-from tests.certs import CertificateAuthority
+from bench.server import (
+    ceiling_argv,
+    free_port,
+    ours_argv,
+    pod_review,
+    process,
+    serving_certificate,
+)
 
 PAUSES = (0.0, 0.003, 0.010)
 WARM_UP = 50
@@ -55,23 +60,14 @@ def main() -> None:
     body = pod_review()
     with tempfile.TemporaryDirectory(prefix="pod-labeler-paced-") as name:
         directory = Path(name)
-        ca = CertificateAuthority("pod-labeler bench CA")
-        ca_file = ca.write(directory / "ca.crt")
-        cert, key = directory / "tls.crt", directory / "tls.key"
-        ca.issue().write(cert, key)
+        ca_file, cert, key = serving_certificate(directory)
         ours_port, ceiling_port = free_port(), free_port()
-        ours_argv = [
-            *(sys.executable, "-m", "app.main", "serve"),
-            *(f"--tls-cert={cert}", f"--tls-key={key}"),
-            *("--host=127.0.0.1", f"--port={ours_port}", f"--metrics-port={free_port()}"),
-        ]
-        ceiling_argv = [sys.executable, "-m", "bench.ceiling", f"--port={ceiling_port}"]
         context = ssl.create_default_context(cafile=str(ca_file))
         print(f"one keep-alive connection, {args.reviews} reviews per pause")
         print(f"{'target':<10}{'pause ms':>10}{'p50 ms':>10}{'p90 ms':>10}")
         with (
-            process(ceiling_argv, ceiling_port, directory / "ceiling.log"),
-            process(ours_argv, ours_port, directory / "ours.log"),
+            process(ceiling_argv(ceiling_port), ceiling_port, directory / "ceiling.log"),
+            process(ours_argv(cert, key, ours_port), ours_port, directory / "ours.log"),
         ):
             targets: dict[str, http.client.HTTPConnection] = {
                 "ceiling": http.client.HTTPConnection("127.0.0.1", ceiling_port),

@@ -175,6 +175,29 @@ class Run:
     errors: int
 
 
+def serving_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a serving pair for localhost in `directory`: (ca, cert, key)."""
+    ca = CertificateAuthority("pod-labeler bench CA")
+    ca_file = ca.write(directory / "ca.crt")
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    ca.issue().write(cert, key)
+    return ca_file, cert, key
+
+
+def ours_argv(cert: Path, key: Path, port: int) -> list[str]:
+    """Our server over TLS on loopback, with the chart's flags and the default label."""
+    return [
+        *(sys.executable, "-m", "app.main", "serve"),
+        *(f"--tls-cert={cert}", f"--tls-key={key}"),
+        *("--host=127.0.0.1", f"--port={port}", f"--metrics-port={free_port()}"),
+        "--label=environment=production",
+    ]
+
+
+def ceiling_argv(port: int) -> list[str]:
+    return [sys.executable, "-m", "bench.ceiling", f"--port={port}"]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -293,28 +316,18 @@ def main() -> None:
         raise SystemExit("wrk is not installed: run `hack/install.sh bench`")
     with tempfile.TemporaryDirectory(prefix="pod-labeler-bench-") as name:
         directory = Path(name)
-        ca = CertificateAuthority("pod-labeler bench CA")
-        ca_file = ca.write(directory / "ca.crt")
-        cert, key = directory / "tls.crt", directory / "tls.key"
-        ca.issue().write(cert, key)
+        ca_file, cert, key = serving_certificate(directory)
         body = directory / "review.json"
         body.write_bytes(pod_review())
         ours_port, ceiling_port = free_port(), free_port()
-        ours_argv = [
-            *(sys.executable, "-m", "app.main", "serve"),
-            *(f"--tls-cert={cert}", f"--tls-key={key}"),
-            *("--host=127.0.0.1", f"--port={ours_port}", f"--metrics-port={free_port()}"),
-            "--label=environment=production",
-        ]
-        ceiling_argv = [sys.executable, "-m", "bench.ceiling", f"--port={ceiling_port}"]
         runs: list[Run] = []
         urls = {
             "ceiling": f"http://127.0.0.1:{ceiling_port}/mutate",
             "ours": f"https://localhost:{ours_port}/mutate",
         }
         with (
-            process(ceiling_argv, ceiling_port, directory / "ceiling.log"),
-            process(ours_argv, ours_port, directory / "ours.log") as ours,
+            process(ceiling_argv(ceiling_port), ceiling_port, directory / "ceiling.log"),
+            process(ours_argv(cert, key, ours_port), ours_port, directory / "ours.log") as ours,
         ):
             # Interleaved, so that a burst of other load on the machine hits both.
             for _ in range(args.rounds):
