@@ -61,7 +61,9 @@ def create_app(
     for key, _ in policy.labels:
         metrics.labels_set.labels(label=key)
         metrics.labels_overwritten.labels(label=key)
-    app.add_url_rule(MUTATE_PATH, view_func=MutateView(policy, metrics), methods=["POST"])
+    app.add_url_rule(
+        MUTATE_PATH, endpoint="mutate", view_func=MutateView(policy, metrics), methods=["POST"]
+    )
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -105,8 +107,6 @@ class MutateView:
 
     def __init__(self, policy: LabelPolicy, metrics: Metrics) -> None:
         self.policy, self.metrics = policy, metrics
-        # Flask names the endpoint after the view function.
-        self.__name__ = "mutate"
 
     def __call__(self) -> Response:
         started = time.perf_counter()

@@ -78,6 +78,21 @@ def find_release(cluster: Cluster) -> Release:
     return Release(RELEASE, RELEASE_NAMESPACE, values(), values("--all"))
 
 
+def webhook_configuration(cluster: Cluster, release: Release) -> dict[str, Any]:
+    """The release's one MutatingWebhookConfiguration, as it is live."""
+    configurations = cluster.get("mutatingwebhookconfigurations", "-l", release.selector)["items"]
+    assert len(configurations) == 1, f"expected one webhook configuration for {release.name}"
+    configuration: dict[str, Any] = configurations[0]
+    return configuration
+
+
+def serving_certificate_of(configuration: dict[str, Any]) -> tuple[str, str]:
+    """(namespace, name) of the Certificate whose CA cainjector puts in the caBundle."""
+    ca_from = configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    namespace, _, name = ca_from.partition("/")
+    return namespace, name
+
+
 def carries(pod: dict[str, Any] | None, expected: dict[str, str]) -> bool:
     labels = (pod or {}).get("metadata", {}).get("labels") or {}
     return pod is not None and all(labels.get(k) == v for k, v in expected.items())

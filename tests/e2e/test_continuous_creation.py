@@ -21,7 +21,7 @@ from cryptography import x509
 from tests.e2e import metrics
 from tests.e2e.cluster import Cluster, unique, wait_for
 from tests.e2e.load import PodCreationLoad
-from tests.e2e.release import Release, upgrade
+from tests.e2e.release import Release, serving_certificate_of, upgrade, webhook_configuration
 
 CLIENTS = 4
 # Pods a second per client: 40/s offered in all, paced so that the control plane
@@ -50,11 +50,8 @@ class ReleaseTLS:
 
 @pytest.fixture
 def release_tls(cluster: Cluster, release: Release) -> ReleaseTLS:
-    configurations = cluster.get("mutatingwebhookconfigurations", "-l", release.selector)["items"]
-    assert len(configurations) == 1, f"expected one webhook configuration for {release.name}"
-    configuration = configurations[0]
-    ca_from = configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
-    serving = ca_from.split("/")[1]
+    configuration = webhook_configuration(cluster, release)
+    _, serving = serving_certificate_of(configuration)
     certificates = cluster.get("certificates", "-n", release.namespace, "-l", release.selector)
     cas = [c["metadata"]["name"] for c in certificates["items"] if c["spec"].get("isCA")]
     if not cas:

@@ -14,7 +14,7 @@ import yaml
 
 from tests.e2e import metrics
 from tests.e2e.cluster import CHART, Cluster, unique, wait_for
-from tests.e2e.release import Release, scale, upgrade, wait_until_labelled
+from tests.e2e.release import Release, scale, upgrade, wait_until_labelled, webhook_configuration
 from tests.e2e.test_modes import CASES
 from tests.promql import PROMETHEUS_SERIES, series_in
 
@@ -127,7 +127,7 @@ def skipping_namespace(cluster: Cluster, release: Release, namespace: str) -> It
     inject-ca-from annotation, so it keeps them, and takes the injected caBundle as it is.
     The namespace opts out of the release's own webhook, so that only the copy is called.
     """
-    (live,) = cluster.get("mutatingwebhookconfigurations", "-l", release.selector)["items"]
+    live = webhook_configuration(cluster, release)
     name = unique("e2e-skip")
     webhook = {
         **_rendered_webhook(cluster, release),

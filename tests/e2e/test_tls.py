@@ -15,7 +15,7 @@ from cryptography import x509
 
 from tests.certs import CertificateAuthority
 from tests.e2e.cluster import Cluster, ContinuousPodCreation, unique, wait_for
-from tests.e2e.release import Release
+from tests.e2e.release import Release, serving_certificate_of, webhook_configuration
 
 # The webhook server's gauge of the serving certificate's notAfter, in unix seconds.
 CERT_EXPIRY_METRIC = "pod_labeler_certificate_expiry_timestamp_seconds"
@@ -43,11 +43,8 @@ class WebhookTLS:
 
 @pytest.fixture
 def webhook_tls(cluster: Cluster, release: Release) -> WebhookTLS:
-    configurations = cluster.get("mutatingwebhookconfigurations", "-l", release.selector)["items"]
-    assert len(configurations) == 1, f"expected one webhook configuration for {release.name}"
-    configuration = configurations[0]
-    ca_from = configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
-    cert_namespace, cert_name = ca_from.split("/")
+    configuration = webhook_configuration(cluster, release)
+    cert_namespace, cert_name = serving_certificate_of(configuration)
     certificate = cluster.get("certificate", cert_name, "-n", cert_namespace)
     return WebhookTLS(configuration, certificate)
 
