@@ -325,14 +325,8 @@ def reference_webhook(bench: Bench) -> Iterator[str]:
             "--timeout=3m",
         )
 
-        def labels_pods() -> bool:
-            try:  # refused until cainjector has filled the caBundle
-                pod = bench.api.create_pod_dry_run(namespace)
-            except CreateRefusedError:
-                return False
-            return "environment" in pod["metadata"]["labels"]
-
-        wait_for(labels_pods, "the reference webhook to label Pods")
+        # Refused until cainjector has filled the caBundle.
+        wait_for(partial(labels_a_pod, bench.api, namespace), "the reference webhook to label Pods")
         yield namespace
     finally:
         for manifest in reversed(manifests):  # the webhook configuration first
