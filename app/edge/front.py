@@ -793,10 +793,10 @@ class Backend(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=BACKEND_HIGH_WATER)
         if self._pending:
-            transport.write(bytes(self._pending))
+            self.transport.write(bytes(self._pending))
             self._pending.clear()
         if self._eof_pending:
-            transport.write_eof()
+            self.transport.write_eof()
 
     def write(self, data: bytes) -> None:
         if self.transport is None:
