@@ -4,22 +4,34 @@
 
 Creates N Pods with a server-side dry run (the whole admission chain runs,
 nothing is stored) over one keep-alive HTTPS connection to kube-apiserver, in
-each setup of SETUPS, one after the other in one run, each in a namespace of its own:
+each setup below, each in a namespace of its own. The setups that can stand side by
+side are measured together, in interleaved rounds, beside their own "no labelling"
+baseline, so that a machine that gets slower or faster during the run moves the
+baseline with them:
 
-- no labelling: a namespace labelled `pod-labeler/skip=true`, which neither mode touches;
-- policy mode: `helm upgrade --set mode=policy` (MutatingAdmissionPolicy, CEL in the API server);
-- webhook mode: `helm upgrade --set mode=webhook` (the API server calls our server over TLS);
-- webhook, labelled: the same, for Pods that already carry the release's labels, which
-  the webhook's matchConditions (webhook.skipLabelledPods) let the API server admit
-  without calling it (on a copy of the webhook: see `webhook_labelled`). Expected within
-  noise of "no labelling";
-- reference webhook: bench/refwebhook, a minimal Go webhook returning the same patch,
-  installed beside ours the same way (cert-manager certificate, cainjector caBundle,
-  Service, Pods run by localcp's kubelet stand-in) for a namespace ours skips.
+- policy phase:
+  - no labelling: a namespace labelled `pod-labeler/skip=true`, which neither mode touches;
+  - policy mode: `helm upgrade --set mode=policy` (MutatingAdmissionPolicy, CEL in the
+    API server);
+- webhook phase:
+  - no labelling, again;
+  - webhook mode: `helm upgrade --set mode=webhook` (the API server calls our server
+    over TLS);
+  - webhook, labelled: the same, for Pods that already carry the release's labels,
+    which the webhook's matchConditions (webhook.skipLabelledPods) let the API server
+    admit without calling it (on a copy of the webhook: see `webhook_labelled`).
+    Expected within noise of "no labelling";
+  - reference webhook: bench/refwebhook, a minimal Go webhook returning the same
+    patch, installed beside ours the same way (cert-manager certificate, cainjector
+    caBundle, Service, Pods run by localcp's kubelet stand-in) for a namespace ours
+    skips.
 
-Prints p50/p90/p99 per setup side by side, each setup's p50 over "no labelling"
-(what labelling adds), and our webhook's added p50 over the reference's (the target
-is at most 1.3), then puts the release back in the mode it was in. Asserts nothing:
+Prints p50/p90/p99 per setup, each setup's p50 over its phase's "no labelling" (what
+labelling adds), our webhook's added p50 over the reference's (the target is at most
+1.3), and the API server's own timing of each webhook call in the webhook phase (from
+its `apiserver_admission_webhook_admission_duration_seconds`): the part of the added
+time spent waiting for the webhook's answer, against what the API server spends on
+any webhook call. Then puts the release back in the mode it was in. Asserts nothing:
 these are figures for the README. `.cache/bin/refwebhook` is built by hack/install.sh.
 """
 
@@ -43,12 +55,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".cache" / "bin"
 KUBECONFIG = Path(os.environ.get("KUBECONFIG", ROOT / ".cache" / "run" / "kubeconfig"))
 RELEASE, RELEASE_NAMESPACE = "webhook", "pod-labeler"
 WARM_UP = 30
+# Each phase's creates are made in this many rounds, setups taking turns.
+ROUNDS = 5
 # The reference webhook's Deployment, Service, Certificate, Secret and configuration.
 REFERENCE = "pod-labeler-reference"
 POD: dict[str, Any] = {
@@ -87,6 +102,14 @@ class ApiServer:
         )
         self.connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
 
+    def get(self, path: str) -> str:
+        self.connection.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
+        response = self.connection.getresponse()
+        text = response.read().decode()
+        if response.status != 200:
+            raise SystemExit(f"GET {path}: {response.status}")
+        return text
+
     def create_pod_dry_run(
         self, namespace: str, labels: dict[str, str] | None = None
     ) -> dict[str, Any]:
@@ -113,17 +136,39 @@ class Figures:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
 
 
-def measure(
-    api: ApiServer, namespace: str, pods: int, setup: str, labels: dict[str, str] | None = None
-) -> Figures:
-    for _ in range(WARM_UP):
-        api.create_pod_dry_run(namespace, labels)
-    latencies = []
-    for _ in range(pods):
-        started = time.perf_counter()
-        api.create_pod_dry_run(namespace, labels)
-        latencies.append((time.perf_counter() - started) * 1000)
-    return Figures(setup, latencies)
+def measure_phase(api: ApiServer, namespaces: dict[Setup, str], pods: int) -> list[Figures]:
+    """`pods` creates per setup, in ROUNDS rounds in which the setups take turns."""
+    labels = {setup: setup.pod_labels() if setup.pod_labels else None for setup in namespaces}
+    latencies: dict[Setup, list[float]] = {setup: [] for setup in namespaces}
+    for setup, namespace in namespaces.items():
+        for _ in range(WARM_UP):
+            api.create_pod_dry_run(namespace, labels[setup])
+    for round_ in range(ROUNDS):
+        share = pods // ROUNDS + (1 if round_ < pods % ROUNDS else 0)
+        for setup, namespace in namespaces.items():
+            for _ in range(share):
+                started = time.perf_counter()
+                api.create_pod_dry_run(namespace, labels[setup])
+                latencies[setup].append((time.perf_counter() - started) * 1000)
+    return [Figures(setup.name, found) for setup, found in latencies.items()]
+
+
+WEBHOOK_DURATION = "apiserver_admission_webhook_admission_duration_seconds"
+
+
+def webhook_call_totals(api: ApiServer) -> dict[str, tuple[float, float]]:
+    """Per webhook name: the API server's total seconds waiting on it, and its calls."""
+    totals: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(api.get("/metrics")):
+        if family.name != WEBHOOK_DURATION:
+            continue
+        for sample in family.samples:
+            seconds, calls = totals.get(sample.labels["name"], (0.0, 0.0))
+            if sample.name.endswith("_sum"):
+                totals[sample.labels["name"]] = (seconds + sample.value, calls)
+            elif sample.name.endswith("_count"):
+                totals[sample.labels["name"]] = (seconds, calls + sample.value)
+    return totals
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
@@ -469,38 +514,67 @@ class Setup:
     pod_labels: Callable[[], dict[str, str]] | None = None
 
 
-# Measured in this order, one after the other; BASELINE first, since the others are
-# compared with it.
 BASELINE = "no labelling"
-SETUPS = [
-    Setup(BASELINE, no_labelling),
-    Setup("policy mode", policy_mode),
-    Setup("webhook mode", webhook_mode),
-    Setup("webhook, labelled", webhook_labelled, already_labelled),
-    Setup("reference webhook", reference_webhook),
+# Each phase's setups are entered in order, then measured side by side; every phase
+# has its own BASELINE.
+PHASES = [
+    [Setup(BASELINE, no_labelling), Setup("policy mode", policy_mode)],
+    [
+        Setup(BASELINE, no_labelling),
+        Setup("webhook mode", webhook_mode),
+        Setup("webhook, labelled", webhook_labelled, already_labelled),
+        Setup("reference webhook", reference_webhook),
+    ],
 ]
 # Our webhook's added p50 over the reference's: the issue's target.
 RATIO = ("webhook mode", "reference webhook", 1.3)
 
 
-def report(results: list[Figures], pods: int) -> None:
-    print(f"Pod create (server-side dry run), {pods} per setup, one keep-alive connection")
+def report(phases: list[list[Figures]], calls: dict[str, tuple[float, float]], pods: int) -> None:
+    print(
+        f"Pod create (server-side dry run), {pods} per setup in {ROUNDS} interleaved rounds, "
+        "one keep-alive connection"
+    )
     print(f"{'setup':<24}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'added p50':>11}")
-    p50 = {figures.setup: figures.quantile(50) for figures in results}
-    for figures in results:
-        added = p50[figures.setup] - p50[BASELINE]
-        print(
-            f"{figures.setup:<24}{figures.quantile(50):>9.2f}{figures.quantile(90):>9.2f}"
-            f"{figures.quantile(99):>9.2f}{statistics.fmean(figures.latencies_ms):>9.2f}"
-            f"{added:>11.2f}"
-        )
+    added: dict[str, float] = {}
+    for results in phases:
+        baseline = next(f for f in results if f.setup == BASELINE).quantile(50)
+        for figures in results:
+            added[figures.setup] = figures.quantile(50) - baseline
+            print(
+                f"{figures.setup:<24}{figures.quantile(50):>9.2f}{figures.quantile(90):>9.2f}"
+                f"{figures.quantile(99):>9.2f}{statistics.fmean(figures.latencies_ms):>9.2f}"
+                f"{added[figures.setup]:>11.2f}"
+            )
     ours, reference, target = RATIO
-    if ours in p50 and reference in p50:
-        ratio = (p50[ours] - p50[BASELINE]) / (p50[reference] - p50[BASELINE])
+    if ours in added and reference in added:
+        ratio = added[ours] / added[reference]
         print(
             f"added p50, {ours} / {reference}: {ratio:.2f} "
             f"(target <= {target}: {'met' if ratio <= target else 'NOT met'})"
         )
+    print("the API server's own timing of each webhook call in the webhook phase:")
+    for name, (seconds, count) in sorted(calls.items()):
+        print(f"  {name:<56} {count:>6.0f} calls, mean {seconds / count * 1000:.2f} ms")
+
+
+def measure_phases(
+    bench: Bench, pods: int
+) -> tuple[list[list[Figures]], dict[str, tuple[float, float]]]:
+    phases: list[list[Figures]] = []
+    calls: dict[str, tuple[float, float]] = {}
+    for phase in PHASES:
+        with contextlib.ExitStack() as stack:
+            namespaces = {setup: stack.enter_context(setup.enter(bench)) for setup in phase}
+            before = webhook_call_totals(bench.api)
+            phases.append(measure_phase(bench.api, namespaces, pods))
+            after = webhook_call_totals(bench.api)
+        # Only the webhook phase calls webhooks: its calls are what changed.
+        for name, (seconds, count) in after.items():
+            then = before.get(name, (0.0, 0.0))
+            if count > then[1]:
+                calls[name] = (seconds - then[0], count - then[1])
+    return phases, calls
 
 
 def main() -> None:
@@ -510,17 +584,13 @@ def main() -> None:
 
     bench = Bench(ApiServer(KUBECONFIG))
     original = current_mode()
-    results = []
     try:
-        for setup in SETUPS:
-            with setup.enter(bench) as namespace:
-                labels = setup.pod_labels() if setup.pod_labels else None
-                results.append(measure(bench.api, namespace, args.pods, setup.name, labels))
+        phases, calls = measure_phases(bench, args.pods)
     finally:
         if current_mode() != original:
             switch_mode(bench.api, original, bench.namespace("restore"))
         bench.delete_namespaces()
-    report(results, args.pods)
+    report(phases, calls, args.pods)
 
 
 if __name__ == "__main__":
