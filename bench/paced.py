@@ -3,10 +3,12 @@
     python -m bench.paced [--reviews 300]
 
 The API server sends a webhook one review at a time, milliseconds apart, so each one
-finds the server idle. This starts our server (TLS, as deployed) and the ceiling
-(`bench.ceiling`, plain HTTP) and posts the same Pod review to each over one
-keep-alive connection, with no pause, then 3 ms and 10 ms between reviews, and prints
-p50 and p90 for each. Asserts nothing.
+finds the server idle. This starts our server (TLS, as deployed), the ceiling
+(`bench.ceiling`, plain HTTP) and the reference webhook of `bench.modes`
+(`bench/refwebhook`, Go's standard library, TLS) and posts the same Pod review to each
+over one keep-alive connection, with no pause, then 3 ms and 10 ms between reviews,
+and prints p50 and p90 for each and each p50 over the reference's. Asserts nothing.
+`.cache/bin/refwebhook` is built by hack/install.sh.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench.server import (
+    ROOT,
     ceiling_argv,
     free_port,
     ours_argv,
@@ -28,6 +31,7 @@ from bench.server import (
 )
 
 PAUSES = (0.0, 0.003, 0.010)
+REFERENCE = ROOT / ".cache" / "bin" / "refwebhook"
 WARM_UP = 50
 
 
@@ -57,27 +61,42 @@ def main() -> None:
     )
     parser.add_argument("--reviews", type=int, default=300, help="per pause (default 300)")
     args = parser.parse_args()
+    if not REFERENCE.exists():
+        raise SystemExit(f"{REFERENCE} is missing: run hack/install.sh")
     body = pod_review()
     with tempfile.TemporaryDirectory(prefix="pod-labeler-paced-") as name:
         directory = Path(name)
         ca_file, cert, key = serving_certificate(directory)
-        ours_port, ceiling_port = free_port(), free_port()
+        ours_port, ceiling_port, reference_port = free_port(), free_port(), free_port()
+        reference_argv = [
+            *(str(REFERENCE), f"--tls-cert={cert}", f"--tls-key={key}"),
+            *(f"--port={reference_port}", "--label=environment=production"),
+        ]
         context = ssl.create_default_context(cafile=str(ca_file))
         print(f"one keep-alive connection, {args.reviews} reviews per pause")
-        print(f"{'target':<10}{'pause ms':>10}{'p50 ms':>10}{'p90 ms':>10}")
+        print(f"{'target':<11}{'pause ms':>9}{'p50 ms':>9}{'p90 ms':>9}{'p50 / reference':>17}")
         with (
             process(ceiling_argv(ceiling_port), ceiling_port, directory / "ceiling.log"),
             process(ours_argv(cert, key, ours_port), ours_port, directory / "ours.log"),
+            process(reference_argv, reference_port, directory / "reference.log"),
         ):
             targets: dict[str, http.client.HTTPConnection] = {
+                "reference": http.client.HTTPSConnection(
+                    "localhost", reference_port, context=context
+                ),
                 "ceiling": http.client.HTTPConnection("127.0.0.1", ceiling_port),
                 "ours": http.client.HTTPSConnection("localhost", ours_port, context=context),
             }
             for pause in PAUSES:
+                reference_p50 = 0.0
                 for target, connection in targets.items():
                     found = latencies_ms(connection, body, pause, args.reviews)
                     p50, p90 = found[len(found) // 2], found[len(found) * 9 // 10]
-                    print(f"{target:<10}{pause * 1000:>10.0f}{p50:>10.2f}{p90:>10.2f}")
+                    reference_p50 = reference_p50 or p50
+                    print(
+                        f"{target:<11}{pause * 1000:>9.0f}{p50:>9.2f}{p90:>9.2f}"
+                        f"{p50 / reference_p50:>16.2f}x"
+                    )
 
 
 if __name__ == "__main__":
