@@ -54,14 +54,25 @@ from app.logs import fields
 
 log = logging.getLogger("pod_labeler.front")
 
-# asyncio gives every TLS connection a 256 KiB read buffer, allocated and zeroed up
-# front: 1,000 kept-alive connections would hold 256 MiB, enough for an out-of-memory
-# kill under the chart's limit. A TLS record is at most 16 KiB, so 32 KiB loses
-# nothing but a few reads of large bodies. This class attribute is the one setting
-# of asyncio's TLS that has no public knob; if a release drops it, only memory grows.
+# What one connection may read before the byte budget can pause it, at each layer:
+# - asyncio gives every TLS connection a 256 KiB buffer for the encrypted bytes,
+#   allocated and zeroed up front: 1,000 kept-alive connections would hold 256 MiB,
+#   enough for an out-of-memory kill under the chart's limit. A TLS record is at
+#   most 16 KiB, so 32 KiB loses nothing but a few reads of large bodies. This class
+#   attribute has no public knob; if a release drops it, only memory grows.
+# - while a connection is paused, asyncio's TLS keeps reading encrypted bytes until
+#   256 KiB wait undecrypted; its transport's `set_read_buffer_limits` brings that
+#   down to the same 32 KiB.
+# - the plaintext comes into one buffer shared by every connection (Connection is a
+#   BufferedProtocol; the loop is one thread and hands each read over at once), so a
+#   read is at most 32 KiB for TLS and plain connections alike.
+# Measured in test_serving: a connection stalled inside a large body then costs
+# well under limits.MEMORY_PER_CONNECTION, as the memory-sized connection limit needs.
 TLS_READ_BUFFER = 32 * 1024
 if hasattr(asyncio.sslproto.SSLProtocol, "max_size"):
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+READ_CHUNK = 32 * 1024
+_read_buffer = memoryview(bytearray(READ_CHUNK))
 
 # How often deadlines are checked: their resolution.
 SWEEP_INTERVAL = 0.25
@@ -373,7 +384,7 @@ class Front:
         self.connections.discard(connection)
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One client connection, from handshake to close: frames requests and responses,
     relays them, and keeps its deadline."""
 
@@ -415,9 +426,19 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # asyncio's TLS transport has this since 3.11, undocumented: guarded like max_size.
+        limit_reads = getattr(transport, "set_read_buffer_limits", None)
+        if limit_reads is not None:
+            limit_reads(high=TLS_READ_BUFFER)
         self.front.handshake_done(self)
         # Go's rule: the first request's head deadline runs from the handshake.
         self._become_idle(self.limits.header_timeout)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_read_buffer[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         if self.state is State.CLOSED:

@@ -19,9 +19,10 @@ FILES_PER_CONNECTION = 3
 RESERVED_FILES = 64
 # When the hard limit is unlimited, do not ask the kernel for more than this.
 OPEN_FILES_CEILING = 1 << 20
-# What one connection may cost in memory: an idle TLS connection was measured at
-# 56 to 135 KiB (bench/server.py), with its asyncio buffers, OpenSSL state and
-# allocator overhead; this leaves room above the worst seen.
+# What one connection may cost in memory, beside the byte budget: an idle TLS
+# connection was measured at 56 to 135 KiB (bench/server.py), one stalled inside a
+# large body at about 130 KiB, with its asyncio buffers, OpenSSL state and allocator
+# overhead (test_serving checks it stays under this); room above the worst seen.
 MEMORY_PER_CONNECTION = 192 * 1024
 # The interpreter, Flask, waitress and its threads, before any connection (about
 # 48 MiB measured), with room to spare.

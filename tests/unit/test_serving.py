@@ -17,12 +17,14 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.edge.limits import MEMORY_PER_CONNECTION, EdgeLimits, MiB
 from app.serving import WebhookServer
 from tests.certs import KeyPair
 from tests.unit.conftest import (
@@ -506,3 +508,61 @@ def test_a_flood_of_sockets_under_a_low_open_files_limit_stops_neither_service_n
     assert status == 200
     assert len(accept_failures) <= 1
     assert not any("Traceback" in str(log.get("msg")) for log in process.logs)
+
+
+def resident_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def settled_resident_bytes(pid: int) -> int:
+    """The resident size once it has stopped growing for half a second."""
+    last, steady_since, deadline = resident_bytes(pid), time.monotonic(), time.monotonic() + 20
+    while time.monotonic() - steady_since < 0.5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = resident_bytes(pid)
+        if now > last:
+            last, steady_since = now, time.monotonic()
+    return last
+
+
+def stall_inside_a_large_body(address: tuple[str, int], context: ssl.SSLContext) -> ssl.SSLSocket:
+    """A client that declares a 2 MiB body, sends what the server will take of 256 KiB
+    of it without waiting, and then sends nothing more."""
+    sock = tls_socket(address, context)
+    sock.sendall(
+        b"POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % (2 * MiB)
+    )
+    sock.setblocking(False)
+    with contextlib.suppress(ssl.SSLWantWriteError, BlockingIOError):
+        sock.send(b" " * (256 * 1024))
+    return sock
+
+
+def test_connections_stalled_inside_large_bodies_cost_no_more_memory_than_the_limit_counts(
+    server_process: ServerProcess, client_context: ssl.SSLContext
+) -> None:
+    # The memory-sized connection limit (app.edge.limits.connection_limit) counts
+    # MEMORY_PER_CONNECTION for each connection beside the byte budget.
+    address, pid = server_process.address, server_process.process.pid
+    post_review_over_tls(address, client_context)  # what the first review builds lazily
+    before = settled_resident_bytes(pid)
+    stalled: list[ssl.SSLSocket] = []
+    try:
+        stalled.extend(stall_inside_a_large_body(address, client_context) for _ in range(300))
+        grown = settled_resident_bytes(pid) - before
+    finally:
+        for sock in stalled:
+            sock.close()
+
+    assert grown <= len(stalled) * MEMORY_PER_CONNECTION + EdgeLimits().max_buffered_bytes
+
+
+def post_review_over_tls(address: tuple[str, int], context: ssl.SSLContext) -> None:
+    with tls_socket(address, context) as sock:
+        sock.sendall(request_bytes(build_review()))
+        status, _ = read_response(sock)
+    assert status == 200
