@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -175,46 +174,6 @@ class Cluster:
     def secret_data(self, namespace: str, name: str, key: str) -> bytes:
         secret = self.get("secret", name, "-n", namespace)
         return base64.b64decode(secret["data"][key])
-
-
-class ContinuousPodCreation:
-    """Creates Pods (server-side dry run) back to back from a thread while a test
-    changes the cluster, and keeps every refusal and every Pod whose labels are not
-    among `accepted` ({key: the values that count as labelled})."""
-
-    def __init__(self, cluster: Cluster, namespace: str, accepted: dict[str, set[str]]) -> None:
-        self.cluster, self.namespace, self.accepted = cluster, namespace, accepted
-        self.created = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                pod, error = self.cluster.try_create_pod(self.namespace)
-            except Exception as unexpected:  # e.g. kubectl timing out: a failure, not a dead thread
-                self.failures.append(repr(unexpected))
-                continue
-            labels = (pod or {}).get("metadata", {}).get("labels") or {}
-            if pod is None:
-                self.failures.append(error)
-            elif any(labels.get(key) not in values for key, values in self.accepted.items()):
-                self.failures.append(f"not labelled as expected: {labels}")
-            self.created += 1
-
-    def wait_for_more(self, count: int = 3) -> None:
-        """Until `count` more Pods have been created from now."""
-        target = self.created + count
-        wait_for(lambda: self.created >= target, 60, f"{count} more Pod creations")
-
-    def __enter__(self) -> ContinuousPodCreation:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
 
 
 def pod_manifest(labels: dict[str, str] | None = None, name: str | None = None) -> dict[str, Any]:

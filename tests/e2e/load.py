@@ -28,6 +28,10 @@ import yaml
 
 from tests.e2e.cluster import pod_manifest, wait_for
 
+# Pods per second that one client creates while a test changes the cluster: enough
+# for every change to meet many creations, few enough to leave the machine its room.
+STEADY_RATE = 20.0
+
 
 class ApiClient:
     """One keep-alive HTTPS connection to the API server of a kubeconfig's current context."""
@@ -128,16 +132,21 @@ class Phase:
 class PodCreationLoad:
     """`len(namespaces)` threads, each with its own client and namespace, creating Pods
     at `rate` per second each (paced, never faster, so a busy machine keeps room for
-    the control plane), and checking that each comes back carrying `labels`.
+    the control plane), and checking that each comes back labelled: for each key of
+    `accepted`, with one of its values.
 
     Answers count toward the phase in progress when the request was sent; the
     time before the first `phase()` is a phase of its own, "warm-up".
     """
 
     def __init__(
-        self, kubeconfig: str, namespaces: list[str], labels: dict[str, str], rate: float
+        self,
+        kubeconfig: str,
+        namespaces: list[str],
+        accepted: dict[str, set[str]],
+        rate: float,
     ) -> None:
-        self.kubeconfig, self.labels, self.interval = kubeconfig, labels, 1.0 / rate
+        self.kubeconfig, self.accepted, self.interval = kubeconfig, accepted, 1.0 / rate
         self.phases = [Phase("warm-up")]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -151,6 +160,11 @@ class PodCreationLoad:
     @property
     def created(self) -> int:
         return sum(phase.created for phase in self.phases)
+
+    @property
+    def failures(self) -> list[str]:
+        """Every refusal and every Pod not labelled as accepted, in every phase."""
+        return [failure for phase in self.phases for failure in phase.refused + phase.unlabelled]
 
     @property
     def rate(self) -> float:
@@ -185,7 +199,7 @@ class PodCreationLoad:
                 labels = (body.get("metadata") or {}).get("labels") or {}
                 if status != 201:
                     refused = f"{namespace}: {status} {body.get('message')}"
-                elif any(labels.get(key) != value for key, value in self.labels.items()):
+                elif any(labels.get(key) not in values for key, values in self.accepted.items()):
                     unlabelled = f"{namespace}: {labels}"
             with self._lock:
                 phase.created += 1

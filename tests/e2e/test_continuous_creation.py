@@ -197,9 +197,8 @@ def test_continuous_pod_creation_survives_a_rollout_a_lost_pod_and_both_certific
         names = [namespace] + [
             namespaces.enter_context(cluster.fresh_namespace()) for _ in range(CLIENTS - 1)
         ]
-        with PodCreationLoad(
-            cluster.kubeconfig, names, release.original_labels, RATE_PER_CLIENT
-        ) as load:
+        accepted = {key: {value} for key, value in release.original_labels.items()}
+        with PodCreationLoad(cluster.kubeconfig, names, accepted, RATE_PER_CLIENT) as load:
             load.wait_for_more(AFTER_EACH)
             for name, change in CHANGES:
                 with load.phase(name):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.cluster import CHART, Cluster, ContinuousPodCreation, unique, wait_for
+from tests.e2e.cluster import CHART, Cluster, unique, wait_for
+from tests.e2e.load import STEADY_RATE, PodCreationLoad
 from tests.e2e.release import Release, scale, upgrade, wait_until_labelled
 
 WAIT = 120.0
@@ -35,10 +36,9 @@ def test_helm_upgrade_changes_the_label_new_pods_get(
 def test_a_rolling_upgrade_of_the_webhook_refuses_no_pod_creation(
     cluster: Cluster, namespace: str, restore_release: Release
 ) -> None:
-    with ContinuousPodCreation(
-        cluster, namespace, {restore_release.label_key: {restore_release.label_value, "rolled"}}
-    ) as creation:
-        creation.wait_for_more()  # under way before the rollout starts
+    accepted = {restore_release.label_key: {restore_release.label_value, "rolled"}}
+    with PodCreationLoad(cluster.kubeconfig, [namespace], accepted, STEADY_RATE) as creation:
+        creation.wait_for_more(3)  # under way before the rollout starts
         upgrade(cluster, restore_release, "label.value=rolled")
         wait_until_labelled(cluster, namespace, {restore_release.label_key: "rolled"})
 

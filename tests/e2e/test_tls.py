@@ -14,7 +14,8 @@ import pytest
 from cryptography import x509
 
 from tests.certs import CertificateAuthority
-from tests.e2e.cluster import Cluster, ContinuousPodCreation, unique, wait_for
+from tests.e2e.cluster import Cluster, unique, wait_for
+from tests.e2e.load import STEADY_RATE, PodCreationLoad
 from tests.e2e.release import Release, serving_certificate_of, webhook_configuration
 
 # The webhook server's gauge of the serving certificate's notAfter, in unix seconds.
@@ -149,8 +150,8 @@ def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_
     ), "the webhook should serve the issued certificate before rotation"
 
     accepted = {release.label_key: {release.label_value}}
-    with ContinuousPodCreation(cluster, namespace, accepted) as creation:
-        creation.wait_for_more()  # under way before the renewal starts
+    with PodCreationLoad(cluster.kubeconfig, [namespace], accepted, STEADY_RATE) as creation:
+        creation.wait_for_more(3)  # under way before the renewal starts
         metadata = webhook_tls.certificate["metadata"]
         cluster.renew_certificate(metadata["namespace"], metadata["name"])
 
@@ -172,7 +173,7 @@ def test_certificate_rotation_changes_the_served_certificate_with_no_failed_pod_
             120,
             "every webhook replica to serve the renewed certificate",
         )
-        creation.wait_for_more()  # and some more on the new certificate
+        creation.wait_for_more(3)  # and some more on the new certificate
 
     assert after.serial_number != before.serial_number
     assert creation.created > 10, "too few Pods were created during rotation to show anything"
