@@ -1,19 +1,22 @@
 """Latency when reviews come one at a time with pauses between, as from the API server.
 
-    python -m bench.paced [--reviews 300]
+    python -m bench.paced [--reviews 300] [--with-reading-thread]
 
 The API server sends a webhook one review at a time, milliseconds apart, so each one
 finds the server idle. This starts our server (TLS, as deployed), the ceiling
 (`bench.ceiling`, plain HTTP) and the reference webhook of `bench.modes`
 (`bench/refwebhook`, Go's standard library, TLS) and posts the same Pod review to each
 over one keep-alive connection, with no pause, then 3 ms and 10 ms between reviews,
-and prints p50 and p90 for each and each p50 over the reference's. Asserts nothing.
+and prints p50 and p90 for each and each p50 over the reference's (with
+`--with-reading-thread`, also `bench.reading_thread`, the app answered on the TLS
+thread). Asserts nothing.
 `.cache/bin/refwebhook` is built by hack/install.sh.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import ssl
 import tempfile
@@ -27,6 +30,7 @@ from bench.server import (
     ours_argv,
     pod_review,
     process,
+    reading_thread_argv,
     serving_certificate,
 )
 
@@ -60,6 +64,11 @@ def main() -> None:
         prog="python -m bench.paced", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--reviews", type=int, default=300, help="per pause (default 300)")
+    parser.add_argument(
+        "--with-reading-thread",
+        action="store_true",
+        help="also bench/reading_thread.py, the app answered on the TLS thread",
+    )
     args = parser.parse_args()
     if not REFERENCE.exists():
         raise SystemExit(f"{REFERENCE} is missing: run hack/install.sh")
@@ -68,6 +77,7 @@ def main() -> None:
         directory = Path(name)
         ca_file, cert, key = serving_certificate(directory)
         ours_port, ceiling_port, reference_port = free_port(), free_port(), free_port()
+        reading_port = free_port()
         reference_argv = [
             *(str(REFERENCE), f"--tls-cert={cert}", f"--tls-key={key}"),
             *(f"--port={reference_port}", "--label=environment=production"),
@@ -75,11 +85,16 @@ def main() -> None:
         context = ssl.create_default_context(cafile=str(ca_file))
         print(f"one keep-alive connection, {args.reviews} reviews per pause")
         print(f"{'target':<11}{'pause ms':>9}{'p50 ms':>9}{'p90 ms':>9}{'p50 / reference':>17}")
-        with (
-            process(ceiling_argv(ceiling_port), ceiling_port, directory / "ceiling.log"),
-            process(ours_argv(cert, key, ours_port), ours_port, directory / "ours.log"),
-            process(reference_argv, reference_port, directory / "reference.log"),
-        ):
+        with contextlib.ExitStack() as servers:
+            servers.enter_context(
+                process(ceiling_argv(ceiling_port), ceiling_port, directory / "ceiling.log")
+            )
+            servers.enter_context(
+                process(ours_argv(cert, key, ours_port), ours_port, directory / "ours.log")
+            )
+            servers.enter_context(
+                process(reference_argv, reference_port, directory / "reference.log")
+            )
             targets: dict[str, http.client.HTTPConnection] = {
                 "reference": http.client.HTTPSConnection(
                     "localhost", reference_port, context=context
@@ -87,6 +102,12 @@ def main() -> None:
                 "ceiling": http.client.HTTPConnection("127.0.0.1", ceiling_port),
                 "ours": http.client.HTTPSConnection("localhost", ours_port, context=context),
             }
+            if args.with_reading_thread:
+                argv = reading_thread_argv(cert, key, reading_port)
+                servers.enter_context(process(argv, reading_port, directory / "reading.log"))
+                targets["reading"] = http.client.HTTPSConnection(
+                    "localhost", reading_port, context=context
+                )
             for pause in PAUSES:
                 reference_p50 = 0.0
                 for target, connection in targets.items():

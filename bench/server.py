@@ -1,11 +1,14 @@
 """The webhook server beside its ceiling, under the same load generator, in one run.
 
-    python -m bench.server [--seconds 10]
+    python -m bench.server [--seconds 10] [--with-reading-thread]
 
 Starts, each in its own process, on loopback:
 - ours: `python -m app.main serve` over TLS, exactly as the chart runs it;
 - the ceiling: `python -m bench.ceiling`, a minimal waitress+Flask app over plain HTTP
-  answering with the same core, with no logging or metrics.
+  answering with the same core, with no logging or metrics;
+- with `--with-reading-thread`, also `python -m bench.reading_thread`: the same Flask
+  app called on asyncio's TLS thread, without waitress (a design measured for a
+  decision, not deployed).
 
 Then wrk (keep-alive, one thread) posts the same realistic Pod review (about 3.2 KB,
 as a Deployment's Pod looks to the webhook) at 1 and at 8 connections to each, in
@@ -19,6 +22,7 @@ Asserts nothing: the figures depend on the machine. wrk comes from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -198,6 +202,13 @@ def ceiling_argv(port: int) -> list[str]:
     return [sys.executable, "-m", "bench.ceiling", f"--port={port}"]
 
 
+def reading_thread_argv(cert: Path, key: Path, port: int) -> list[str]:
+    return [
+        *(sys.executable, "-m", "bench.reading_thread", f"--port={port}"),
+        *(f"--tls-cert={cert}", f"--tls-key={key}"),
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -311,6 +322,11 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="runs of each, interleaved; medians shown (3)"
     )
+    parser.add_argument(
+        "--with-reading-thread",
+        action="store_true",
+        help="also run bench/reading_thread.py, the app answered on the TLS thread",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: run `hack/install.sh bench`")
@@ -319,16 +335,23 @@ def main() -> None:
         ca_file, cert, key = serving_certificate(directory)
         body = directory / "review.json"
         body.write_bytes(pod_review())
-        ours_port, ceiling_port = free_port(), free_port()
+        ours_port, ceiling_port, reading_port = free_port(), free_port(), free_port()
         runs: list[Run] = []
         urls = {
             "ceiling": f"http://127.0.0.1:{ceiling_port}/mutate",
             "ours": f"https://localhost:{ours_port}/mutate",
         }
-        with (
-            process(ceiling_argv(ceiling_port), ceiling_port, directory / "ceiling.log"),
-            process(ours_argv(cert, key, ours_port), ours_port, directory / "ours.log") as ours,
-        ):
+        with contextlib.ExitStack() as servers:
+            servers.enter_context(
+                process(ceiling_argv(ceiling_port), ceiling_port, directory / "ceiling.log")
+            )
+            ours = servers.enter_context(
+                process(ours_argv(cert, key, ours_port), ours_port, directory / "ours.log")
+            )
+            if args.with_reading_thread:
+                argv = reading_thread_argv(cert, key, reading_port)
+                servers.enter_context(process(argv, reading_port, directory / "reading.log"))
+                urls["reading"] = f"https://localhost:{reading_port}/mutate"
             # Interleaved, so that a burst of other load on the machine hits both.
             for _ in range(args.rounds):
                 for connections in CONNECTIONS:
@@ -383,11 +406,12 @@ def report(
             f"{run.target:<10} {run.connections:>5} {run.reviews_per_second:>10.0f} "
             f"{run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.errors:>6}"
         )
+    targets = list(dict.fromkeys(run.target for run in runs))
     medians = {
         (target, connections): median_run(
             [run for run in runs if (run.target, run.connections) == (target, connections)]
         )
-        for target in ("ceiling", "ours")
+        for target in targets
         for connections in CONNECTIONS
     }
     print("medians:")
@@ -396,14 +420,15 @@ def report(
             f"{run.target:<10} {run.connections:>5} {run.reviews_per_second:>10.0f} "
             f"{run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.errors:>6}"
         )
-    for connections in CONNECTIONS:
-        ours, ceiling = medians["ours", connections], medians["ceiling", connections]
-        rate = ours.reviews_per_second / ceiling.reviews_per_second
-        p50, p99 = ours.p50_ms / ceiling.p50_ms, ours.p99_ms / ceiling.p99_ms
-        print(
-            f"ratio at {connections} conn (medians): reviews/s {rate:.2f} of the ceiling, "
-            f"p50 {p50:.2f}x, p99 {p99:.2f}x"
-        )
+    for target in targets[1:]:
+        for connections in CONNECTIONS:
+            run, ceiling = medians[target, connections], medians["ceiling", connections]
+            rate = run.reviews_per_second / ceiling.reviews_per_second
+            p50, p99 = run.p50_ms / ceiling.p50_ms, run.p99_ms / ceiling.p99_ms
+            print(
+                f"{target}, ratio at {connections} conn (medians): reviews/s {rate:.2f} of "
+                f"the ceiling, p50 {p50:.2f}x, p99 {p99:.2f}x"
+            )
     print(f"ours, resident memory after the runs: {rss_after:.1f} MiB")
     tcp, tls = rss_idle
     print(f"ours, resident memory with {IDLE_SOCKETS} idle TCP sockets open: {tcp:.1f} MiB")
