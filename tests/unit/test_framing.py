@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.edge.framing import (
+    MAX_CHUNK_LINES,
     ChunkedBody,
     FramingError,
     parse_request_head,
@@ -65,6 +66,8 @@ def test_a_chunked_body_has_no_length_up_front() -> None:
         (("no colon",), "POST /mutate HTTP/1.1", 400),
         ((), "POST /mutate", 400),
         ((), "POST /mutate HTTP/2.0", 505),
+        # waitress reads an HTTP/1.0 body as empty whatever Transfer-Encoding says.
+        (("Transfer-Encoding: chunked",), "POST /mutate HTTP/1.0", 400),
     ],
 )
 def test_a_request_that_cannot_be_framed_for_certain_is_refused(
@@ -164,3 +167,28 @@ def test_chunks_over_the_body_cap_are_refused_with_413() -> None:
         ChunkedBody(MAX_BODY).feed(b"3e9\r\n")
 
     assert refused.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"5\nhello\r\n0\r\n\r\n", id="a bare LF after the size"),
+        pytest.param(b"5\r\nhelloXX\r\n0\r\n\r\n", id="data longer than its size"),
+        pytest.param(b"5\r\nhello0\r\n\r\n", id="no CRLF after the data"),
+        pytest.param(b"5\r\nhello\r\n0\r\nTrailer: x\n\r\n", id="a bare LF in trailers"),
+    ],
+)
+def test_a_chunked_body_waitress_would_read_differently_is_refused(body: bytes) -> None:
+    with pytest.raises(FramingError) as refused:
+        ChunkedBody(MAX_BODY).feed(body)
+
+    assert refused.value.status == 400
+
+
+def test_a_body_of_too_many_chunks_is_refused_however_small() -> None:
+    one_byte_chunks = b"1\r\nx\r\n" * MAX_CHUNK_LINES
+
+    with pytest.raises(FramingError) as refused:
+        ChunkedBody(10 * MAX_CHUNK_LINES).feed(one_byte_chunks)
+
+    assert refused.value.status == 400
