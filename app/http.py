@@ -33,6 +33,12 @@ from app.logs import fields
 from app.metrics import Metrics
 
 MUTATE_PATH = "/mutate"
+HEALTHZ_PATH = "/healthz"
+READYZ_PATH = "/readyz"
+# What the front lets through on the TLS port, compared with the request target as
+# sent (query aside): "/metrics#x", "/%6Detrics" or "http://a/metrics" are not these
+# bytes, though Flask would route them to /metrics.
+ADMISSION_PATHS = (MUTATE_PATH, HEALTHZ_PATH, READYZ_PATH)
 # Served on the plain-HTTP metrics port only (the front routes it).
 METRICS_PATH = "/metrics"
 
@@ -65,11 +71,11 @@ def create_app(
         MUTATE_PATH, endpoint="mutate", view_func=MutateView(policy, metrics), methods=["POST"]
     )
 
-    @app.get("/healthz")
+    @app.get(HEALTHZ_PATH)
     def healthz() -> Response:
         return _json(200, {"status": "ok"})
 
-    @app.get("/readyz")
+    @app.get(READYZ_PATH)
     def readyz() -> Response:
         reason = readiness()
         if reason is None:

@@ -25,12 +25,13 @@ from app.certificates import CertificateWatcher
 from app.config import ConfigError, ServerConfig
 from app.edge.front import Front, Listener
 from app.edge.limits import connection_limit, raise_open_files_limit, read_memory_limit
-from app.http import METRICS_PATH, create_app
+from app.http import ADMISSION_PATHS, METRICS_PATH, create_app
 from app.logs import fields
 from app.metrics import Metrics
 
 log = logging.getLogger("pod_labeler.serving")
 
+ADMISSION_TARGETS = frozenset(path.encode() for path in ADMISSION_PATHS)
 # How long waitress gets to finish its threads after the front has drained.
 BACKEND_STOP_TIMEOUT = 5.0
 
@@ -87,7 +88,7 @@ class WebhookServer:
                 Listener(
                     admission,
                     lambda: self.certificates.context,
-                    lambda path: path != METRICS_PATH.encode(),
+                    lambda path: path in ADMISSION_TARGETS,
                     "admission",
                 ),
                 Listener(metrics, None, lambda path: path == METRICS_PATH.encode(), "metrics"),

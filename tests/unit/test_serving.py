@@ -146,6 +146,16 @@ def test_metrics_are_not_served_on_the_admission_port(connect: Connect) -> None:
     assert connection.getresponse().status == 404
 
 
+@pytest.mark.parametrize(
+    "target",
+    ["/metrics#x", "/%6Detrics", "//metrics", "http://webhook/metrics", "/mutate/../metrics"],
+)
+def test_no_spelling_of_metrics_is_served_on_the_admission_port(
+    server: WebhookServer, client_context: ssl.SSLContext, target: str
+) -> None:
+    assert get_status(server.address, client_context, target) == 404
+
+
 def test_the_metrics_port_serves_nothing_but_metrics(
     metrics_port: http.client.HTTPConnection,
 ) -> None:
