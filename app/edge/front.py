@@ -471,12 +471,16 @@ class Connection(asyncio.BufferedProtocol):
         return self.state is State.CLOSED
 
     def pause_writing(self) -> None:
+        # A client that does not read its answers: nothing more is read from waitress
+        # for it, nor from it, so answers cannot pile up in our memory or the kernel's.
         if self._backend is not None:
             self._backend.pause_reading()
+        self._pause("client")
 
     def resume_writing(self) -> None:
         if self._backend is not None:
             self._backend.resume_reading()
+        self._resume("client")
 
     # -- requests -------------------------------------------------------------------
 
@@ -542,6 +546,9 @@ class Connection(asyncio.BufferedProtocol):
             self._to_backend(head + (data if used == len(data) else data[:used]))
         if done and self.state is State.BODY:
             self.state = State.RESPONSE
+            # Go's rule: the next request is not read until this one is answered, so
+            # pipelined bytes wait in the kernel, not in the budget or in memory.
+            self._pause("exchange")
         return data[used:]
 
     def _to_backend(self, data: bytes) -> None:
@@ -562,6 +569,12 @@ class Connection(asyncio.BufferedProtocol):
             data = self._relay_response_body(data)
             if not data:
                 return
+        if self._request is None:
+            # One request at a time goes to waitress: bytes past its answer, or with
+            # no request in flight, mean the two disagree on framing. Never relay them.
+            log.error("backend sent bytes with no request in flight", extra=fields(peer=self.peer))
+            self._abort("backend")
+            return
         self._response_head += data
         self._read_response_head()
 
@@ -608,8 +621,11 @@ class Connection(asyncio.BufferedProtocol):
             if rest:
                 self.transport.write(rest)
             return
+        if len(rest) > response.content_length:
+            self._fail_backend("the backend sent bytes past its response")
+            return
         # One write for the head and the body that came with it: one TLS record.
-        body = rest[: response.content_length]
+        body = rest
         self.transport.write(head + body)
         self._response_left = response.content_length - len(body)
         if self._response_left == 0:
@@ -631,6 +647,7 @@ class Connection(asyncio.BufferedProtocol):
             self._close("")
             return
         self._become_idle(self.limits.idle_timeout)
+        self._resume("exchange")
         if self._inbuf:  # the client sent its next request early
             self._start_request()
             self._read_head()
@@ -681,7 +698,7 @@ class Connection(asyncio.BufferedProtocol):
                 self.transport.close()
             return
         if self.state is State.IDLE:
-            if self._bytes_waiting():
+            if not self._paused and self._bytes_waiting():
                 self.deadline = None  # a request is arriving: data_received follows
                 return
             self._close("idle")

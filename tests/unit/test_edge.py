@@ -260,6 +260,46 @@ def test_clients_stalled_in_large_bodies_cannot_keep_a_review_out(
     assert server.buffered_bytes() <= limit + 12 * 64 * 1024
 
 
+def test_pipelined_requests_from_a_client_that_never_reads_take_no_budget(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server()
+    flood = client_context.wrap_socket(
+        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
+    )
+    sockets.append(flood)
+    flood.setblocking(False)
+    _send_what_fits(flood, b"GET /healthz HTTP/1.1\r\nHost: webhook\r\n\r\n" * 200_000)
+
+    legitimate_review_is_answered(server, client_context)
+    # One read of the next requests may have come in before reading paused.
+    assert server.buffered_bytes() <= 64 * 1024
+
+
+def test_a_request_waitress_would_frame_differently_is_refused_and_its_connection_closed(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    # HTTP/1.0 with chunked: waitress reads no body, so the "chunk" would be taken
+    # for a request of its own, and its answer for the next request's.
+    server = start_server()
+    smuggling = (
+        b"GET /healthz HTTP/1.0\r\nHost: webhook\r\nConnection: keep-alive\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"ADD ;x HTTP/1.1\r\nHost: webhook\r\nContent-Length: 100\r\n\r\n0\r\n\r\n"
+    )
+    sock = client_context.wrap_socket(
+        socket.create_connection(server.address, timeout=5), server_hostname="127.0.0.1"
+    )
+    with sock:
+        sock.sendall(smuggling)
+        response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+        response.begin()
+        response.read()
+
+        assert response.status == 400
+        assert closed_by_server(sock)
+
+
 def _send_what_fits(sock: ssl.SSLSocket, data: bytes) -> None:
     """Send until the server stops reading (its budget is spent) or all is sent."""
     view = memoryview(data)
