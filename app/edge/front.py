@@ -458,6 +458,7 @@ class Connection(asyncio.BufferedProtocol):
             self._start_request()
         if self.state is State.HEAD:
             self._read_head()
+        self._hold_pipelined()
 
     def eof_received(self) -> bool | None:
         return None  # close; a TLS client cannot half-close anyway
@@ -546,9 +547,6 @@ class Connection(asyncio.BufferedProtocol):
             self._to_backend(head + (data if used == len(data) else data[:used]))
         if done and self.state is State.BODY:
             self.state = State.RESPONSE
-            # Go's rule: the next request is not read until this one is answered, so
-            # pipelined bytes wait in the kernel, not in the budget or in memory.
-            self._pause("exchange")
         return data[used:]
 
     def _to_backend(self, data: bytes) -> None:
@@ -647,10 +645,19 @@ class Connection(asyncio.BufferedProtocol):
             self._close("")
             return
         self._become_idle(self.limits.idle_timeout)
-        self._resume("exchange")
         if self._inbuf:  # the client sent its next request early
             self._start_request()
             self._read_head()
+        self._hold_pipelined()
+
+    def _hold_pipelined(self) -> None:
+        """Go's rule: with a request in flight and the next one already here, nothing
+        more is read until the answer, so pipelined bytes wait in the kernel, not in
+        the byte budget or in memory."""
+        if self.state is State.RESPONSE and self._inbuf:
+            self._pause("exchange")
+        elif "exchange" in self._paused:
+            self._resume("exchange")
 
     def backend_lost(self) -> None:
         """waitress closed its side."""
