@@ -24,7 +24,12 @@ from waitress.server import create_server
 from app.certificates import CertificateWatcher
 from app.config import ConfigError, ServerConfig
 from app.edge.front import Front, Listener
-from app.edge.limits import connection_limit, raise_open_files_limit, read_memory_limit
+from app.edge.limits import (
+    SOCKET_BUFFER_BYTES,
+    connection_limit,
+    raise_open_files_limit,
+    read_memory_limit,
+)
 from app.http import ADMISSION_PATHS, METRICS_PATH, create_app
 from app.logs import fields
 from app.metrics import Metrics
@@ -213,7 +218,7 @@ class WebhookServer:
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server(
+        listening = socket.create_server(
             (host, port),
             family=family,
             backlog=4096,
@@ -222,6 +227,12 @@ def _listen(host: str, port: int) -> socket.socket:
         )
     except OSError as error:
         raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
+    # Accepted connections inherit these, before their handshake. What a client does
+    # not read and what it sends while paused wait in kernel buffers that count against
+    # the Pod's memory like ours; Linux would let each grow to megabytes.
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    return listening
 
 
 def serve(config: ServerConfig) -> int:

@@ -22,8 +22,14 @@ OPEN_FILES_CEILING = 1 << 20
 # What one connection may cost in memory, beside the byte budget: an idle TLS
 # connection was measured at 56 to 135 KiB (bench/server.py), one stalled inside a
 # large body at about 130 KiB, with its asyncio buffers, OpenSSL state and allocator
-# overhead (test_serving checks it stays under this); room above the worst seen.
-MEMORY_PER_CONNECTION = 192 * 1024
+# overhead (test_serving checks it stays under this), plus up to 64 KiB of kernel
+# socket buffers (SOCKET_BUFFER_BYTES, doubled, each way), which the Pod's cgroup
+# is charged for too.
+MEMORY_PER_CONNECTION = 224 * 1024
+# Each connection's kernel send and receive buffers (Linux doubles the figure and
+# stops tuning it): a review or its answer is a few KB, and a 3 MiB body still
+# arrives in a few hundred windows.
+SOCKET_BUFFER_BYTES = 16 * 1024
 # The interpreter, Flask, waitress and its threads, before any connection (about
 # 48 MiB measured), with room to spare.
 BASE_MEMORY = 64 * MiB

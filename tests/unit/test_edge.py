@@ -12,9 +12,11 @@ import dataclasses
 import http.client
 import json
 import logging
+import re
 import resource
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 
 from app.config import ServerConfig
-from app.edge.limits import connection_limit
+from app.edge.limits import SOCKET_BUFFER_BYTES, connection_limit
 from app.serving import WebhookServer
 from tests.unit.conftest import build_review, wait_for
 
@@ -274,6 +276,41 @@ def test_pipelined_requests_from_a_client_that_never_reads_take_no_budget(
     legitimate_review_is_answered(server, client_context)
     # One read of the next requests may have come in before reading paused.
     assert server.buffered_bytes() <= 64 * 1024
+
+
+def server_socket_kernel_bytes(port: int) -> int:
+    """What the kernel holds for the server's side of each connection on `port`:
+    received and unread, sent and unacknowledged, and queued to send (ss's skmem)."""
+    listed = subprocess.run(
+        ["ss", "-tmnH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = re.findall(r"skmem:\(r(\d+),rb\d+,t(\d+),tb\d+,f\d+,w(\d+)", listed)
+    assert found, f"ss listed no connection on port {port}"
+    return sum(int(received) + int(sent) + int(queued) for received, sent, queued in found)
+
+
+def test_clients_that_send_without_reading_are_held_to_small_kernel_buffers(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server()
+    clients = 100
+    for _ in range(clients):
+        flood = client_context.wrap_socket(
+            socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
+        )
+        sockets.append(flood)
+        flood.setblocking(False)
+        _send_what_fits(flood, b"GET /healthz HTTP/1.1\r\nHost: webhook\r\n\r\n" * 30_000)
+
+    held = wait_for(
+        lambda: server_socket_kernel_bytes(server.address[1]) or None,
+        "ss to list the server's connections",
+    )
+    # Send and receive buffers of SOCKET_BUFFER_BYTES, which Linux doubles.
+    assert held <= clients * 4 * SOCKET_BUFFER_BYTES
 
 
 def test_a_request_waitress_would_frame_differently_is_refused_and_its_connection_closed(
