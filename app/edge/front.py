@@ -420,6 +420,8 @@ class Connection(asyncio.BufferedProtocol):
         self._close_after_response = False
         self._close_reason = ""
         self._linger_left = 0
+        # expire() has already waited once for bytes in the kernel this idle period.
+        self._idle_grace_used = False
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -685,6 +687,7 @@ class Connection(asyncio.BufferedProtocol):
     def _become_idle(self, timeout: float) -> None:
         self.state = State.IDLE
         self.idle_since = time.monotonic()
+        self._idle_grace_used = False
         if self.front.draining:
             timeout = min(timeout, self.limits.drain_idle_timeout)
         self.deadline = self.idle_since + timeout
@@ -705,8 +708,12 @@ class Connection(asyncio.BufferedProtocol):
                 self.transport.close()
             return
         if self.state is State.IDLE:
-            if not self._paused and self._bytes_waiting():
-                self.deadline = None  # a request is arriving: data_received follows
+            if not self._paused and not self._idle_grace_used and self._bytes_waiting():
+                # A request may be arriving: give it one head deadline to show. Once
+                # only: TLS records with no plaintext (KeyUpdates) also wait in the
+                # kernel, and must not keep a connection open past every deadline.
+                self._idle_grace_used = True
+                self.deadline = time.monotonic() + self.limits.header_timeout
                 return
             self._close("idle")
         elif self.state in (State.HEAD, State.BODY) and not self._response_started:

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from app.config import ServerConfig
+from app.edge.front import Connection
 from app.edge.limits import SOCKET_BUFFER_BYTES, connection_limit
 from app.serving import WebhookServer
 from tests.unit.conftest import build_review, wait_for
@@ -157,6 +158,25 @@ def test_an_idle_kept_alive_connection_is_closed_at_the_idle_deadline(
     start_server: StartServer, client_context: ssl.SSLContext
 ) -> None:
     server = start_server(idle_timeout=0.5)
+    sock = client_context.wrap_socket(
+        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
+    )
+    sock.sendall(review_bytes())
+    response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+    response.begin()
+    response.read()
+
+    assert closed_by_server(sock)
+    sock.close()
+
+
+def test_bytes_that_never_become_a_request_do_not_keep_an_idle_connection_open(
+    start_server: StartServer, client_context: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TLS records with no plaintext (a flood of KeyUpdates) leave bytes waiting in the
+    # kernel that never reach data_received: as if bytes were always waiting.
+    monkeypatch.setattr(Connection, "_bytes_waiting", lambda self: True)
+    server = start_server(idle_timeout=0.5, header_timeout=0.5)
     sock = client_context.wrap_socket(
         socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
     )
