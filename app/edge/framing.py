@@ -57,6 +57,8 @@ class RequestHead:
     content_length: int | None
     # The client asked for the connection to close after this exchange.
     close: bool
+    # The client sent `Expect: 100-continue`.
+    expects_continue: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +91,12 @@ def _content_length(values: list[bytes]) -> int:
     return int(values[0])
 
 
+def _tokens(headers: dict[bytes, list[bytes]], name: bytes) -> set[bytes]:
+    return {token.strip().lower() for value in headers.get(name, ()) for token in value.split(b",")}
+
+
 def _wants_close(headers: dict[bytes, list[bytes]], http10: bool) -> bool:
-    tokens = {
-        token.strip().lower()
-        for value in headers.get(b"connection", ())
-        for token in value.split(b",")
-    }
+    tokens = _tokens(headers, b"connection")
     return b"close" in tokens or (http10 and b"keep-alive" not in tokens)
 
 
@@ -130,6 +132,7 @@ def parse_request_head(head: bytes, *, max_body: int) -> RequestHead:
         path=target.partition(b"?")[0],
         content_length=length,
         close=_wants_close(headers, version == b"HTTP/1.0"),
+        expects_continue=b"100-continue" in _tokens(headers, b"expect"),
     )
 
 
@@ -151,11 +154,16 @@ def parse_response_head(head: bytes, *, request_method: bytes) -> ResponseHead:
     return ResponseHead(status=status, content_length=length, close=close)
 
 
+def without_header(head: bytes, name: bytes) -> bytes:
+    """The same head (with its blank line) without the header `name` (lowercase)."""
+    first_line, *lines = head[: -len(HEAD_END)].split(b"\r\n")
+    kept = [line for line in lines if line.partition(b":")[0].strip().lower() != name]
+    return b"\r\n".join([first_line, *kept]) + HEAD_END
+
+
 def with_connection_close(head: bytes) -> bytes:
     """The same response head (with its blank line) saying `Connection: close`."""
-    status_line, *lines = head[: -len(HEAD_END)].split(b"\r\n")
-    kept = [line for line in lines if line.partition(b":")[0].strip().lower() != b"connection"]
-    return b"\r\n".join([status_line, *kept, b"Connection: close"]) + HEAD_END
+    return without_header(head, b"connection")[: -len(b"\r\n")] + b"Connection: close\r\n\r\n"
 
 
 def error_response(status: int, message: str) -> bytes:

@@ -48,6 +48,7 @@ from app.edge.framing import (
     parse_request_head,
     parse_response_head,
     with_connection_close,
+    without_header,
 )
 from app.edge.limits import ByteBudget, EdgeLimits
 from app.logs import fields
@@ -516,7 +517,11 @@ class Connection(asyncio.BufferedProtocol):
         rest = bytes(self._inbuf[len(head) :])
         self._inbuf.clear()
         self._request = request
-        self._request_bytes = len(head)
+        self._request_bytes = len(head)  # as received, as charged
+        if request.expects_continue and request.content_length == 0:
+            # waitress 3.0 answers 100 Continue and then waits for a body that is not
+            # coming, while the front holds the next request: nothing to continue.
+            head = without_header(head, b"expect")
         self._chunked = (
             None if request.content_length is not None else ChunkedBody(self.limits.max_body_bytes)
         )

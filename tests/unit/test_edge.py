@@ -357,6 +357,37 @@ def test_a_request_waitress_would_frame_differently_is_refused_and_its_connectio
         assert closed_by_server(sock)
 
 
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (
+            b"POST /mutate HTTP/1.1\r\nHost: webhook\r\nExpect: 100-continue\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 0\r\n\r\n",
+            400,  # an empty review
+        ),
+        (b"GET /healthz HTTP/1.1\r\nHost: webhook\r\nExpect: 100-continue\r\n\r\n", 200),
+    ],
+    ids=["POST with an empty body", "GET"],
+)
+def test_expect_100_continue_with_no_body_gets_its_answer_and_the_next_request_too(
+    start_server: StartServer, client_context: ssl.SSLContext, request_head: bytes, status: int
+) -> None:
+    server = start_server()
+    sock = client_context.wrap_socket(
+        socket.create_connection(server.address, timeout=5), server_hostname="127.0.0.1"
+    )
+    with sock:
+        sock.sendall(request_head + review_bytes())
+        answers = []
+        for _ in range(2):
+            response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+            response.begin()
+            response.read()
+            answers.append(response.status)
+
+    assert answers == [status, 200]
+
+
 def _send_what_fits(sock: ssl.SSLSocket, data: bytes) -> None:
     """Send until the server stops reading (its budget is spent) or all is sent."""
     view = memoryview(data)

@@ -13,6 +13,7 @@ from app.edge.framing import (
     parse_request_head,
     parse_response_head,
     with_connection_close,
+    without_header,
 )
 
 MAX_BODY = 1000
@@ -192,3 +193,15 @@ def test_a_body_of_too_many_chunks_is_refused_however_small() -> None:
         ChunkedBody(10 * MAX_CHUNK_LINES).feed(one_byte_chunks)
 
     assert refused.value.status == 400
+
+
+def test_expect_100_continue_is_noticed_among_other_expectations() -> None:
+    head = parse_request_head(request("Expect: 100-Continue", "Content-Length: 3"), max_body=10)
+
+    assert head.expects_continue
+
+
+def test_a_header_is_removed_from_a_head_whatever_its_case() -> None:
+    head = b"GET / HTTP/1.1\r\nHost: a\r\nEXPECT: 100-continue\r\nAccept: */*\r\n\r\n"
+
+    assert without_header(head, b"expect") == b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n"
