@@ -103,6 +103,9 @@ class Listener:
     # Which request paths this port serves; others get 404.
     serves: Callable[[bytes], bool]
     name: str
+    # False: a request with a body gets 413 from its head, before any of it is read
+    # into the byte budget that the admission port's reviews share.
+    takes_bodies: bool = True
 
 
 class State(Enum):
@@ -513,6 +516,9 @@ class Connection(asyncio.BufferedProtocol):
             return
         if not self.listener.serves(request.path):
             self._refuse(404, f"not served on the {self.listener.name} port")
+            return
+        if request.content_length != 0 and not self.listener.takes_bodies:
+            self._refuse(413, f"the {self.listener.name} port takes no request body")
             return
         rest = bytes(self._inbuf[len(head) :])
         self._inbuf.clear()

@@ -156,6 +156,18 @@ def test_no_spelling_of_metrics_is_served_on_the_admission_port(
     assert get_status(server.address, client_context, target) == 404
 
 
+@pytest.mark.parametrize(
+    "framing", ["Content-Length: 1000", "Transfer-Encoding: chunked"], ids=["length", "chunked"]
+)
+def test_the_metrics_port_refuses_a_body_from_the_head(server: WebhookServer, framing: str) -> None:
+    with socket.create_connection(server.metrics_address, timeout=5) as sock:
+        sock.sendall(f"POST /metrics HTTP/1.1\r\nHost: webhook\r\n{framing}\r\n\r\n".encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+
+    assert response.status == 413
+
+
 def test_the_metrics_port_serves_nothing_but_metrics(
     metrics_port: http.client.HTTPConnection,
 ) -> None:
