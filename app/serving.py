@@ -148,7 +148,9 @@ class WebhookServer:
             connection_limit=max_connections + 16,
             # Only the front connects, and it closes idle connections first.
             channel_timeout=limits.idle_timeout + limits.request_timeout,
-            max_request_header_size=limits.max_header_bytes,
+            # The front enforces the head's cap exactly; waitress counts the blank line
+            # too and refuses at equality, so it gets the few bytes that differ.
+            max_request_header_size=limits.max_header_bytes + 64,
             # The front enforces the cap exactly; waitress's own check (which also
             # refuses a body of exactly its size) only backs it up.
             max_request_body_size=limits.max_body_bytes + limits.max_header_bytes,

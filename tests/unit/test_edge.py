@@ -388,6 +388,17 @@ def test_expect_100_continue_with_no_body_gets_its_answer_and_the_next_request_t
     assert answers == [status, 200]
 
 
+def test_a_head_the_front_lets_through_is_not_refused_by_waitress(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    server = start_server()
+    start = b"GET /healthz HTTP/1.1\r\nHost: webhook\r\nX-Padding: "
+    largest = server.config.edge.max_header_bytes  # up to, not counting, the blank line
+    head = start + b"x" * (largest - len(start)) + b"\r\n\r\n"
+
+    assert exchange(server, client_context, head).status == 200
+
+
 def _send_what_fits(sock: ssl.SSLSocket, data: bytes) -> None:
     """Send until the server stops reading (its budget is spent) or all is sent."""
     view = memoryview(data)
