@@ -91,6 +91,22 @@ def legitimate_review_is_answered(server: WebhookServer, context: ssl.SSLContext
     assert response.status == 200
 
 
+@contextmanager
+def kept_alive_after_a_review(
+    server: WebhookServer, context: ssl.SSLContext
+) -> Iterator[ssl.SSLSocket]:
+    """A TLS connection whose one review has been answered, left open by the client."""
+    sock = context.wrap_socket(
+        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
+    )
+    with sock:
+        sock.sendall(review_bytes())
+        response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+        response.begin()
+        response.read()
+        yield sock
+
+
 def closed_by_server(sock: socket.socket) -> bool:
     try:
         return sock.recv(4096) == b""
@@ -158,16 +174,9 @@ def test_an_idle_kept_alive_connection_is_closed_at_the_idle_deadline(
     start_server: StartServer, client_context: ssl.SSLContext
 ) -> None:
     server = start_server(idle_timeout=0.5)
-    sock = client_context.wrap_socket(
-        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
-    )
-    sock.sendall(review_bytes())
-    response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
-    response.begin()
-    response.read()
 
-    assert closed_by_server(sock)
-    sock.close()
+    with kept_alive_after_a_review(server, client_context) as sock:
+        assert closed_by_server(sock)
 
 
 def test_bytes_that_never_become_a_request_do_not_keep_an_idle_connection_open(
@@ -177,16 +186,9 @@ def test_bytes_that_never_become_a_request_do_not_keep_an_idle_connection_open(
     # kernel that never reach data_received: as if bytes were always waiting.
     monkeypatch.setattr(Connection, "_bytes_waiting", lambda self: True)
     server = start_server(idle_timeout=0.5, header_timeout=0.5)
-    sock = client_context.wrap_socket(
-        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
-    )
-    sock.sendall(review_bytes())
-    response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
-    response.begin()
-    response.read()
 
-    assert closed_by_server(sock)
-    sock.close()
+    with kept_alive_after_a_review(server, client_context) as sock:
+        assert closed_by_server(sock)
 
 
 def test_at_the_connection_limit_sockets_that_never_handshake_are_shed_for_a_new_client(
