@@ -636,9 +636,8 @@ class Connection(asyncio.BufferedProtocol):
             self._fail_backend("the backend sent bytes past its response")
             return
         # One write for the head and the body that came with it: one TLS record.
-        body = rest
-        self.transport.write(head + body)
-        self._response_left = response.content_length - len(body)
+        self.transport.write(head + rest)
+        self._response_left = response.content_length - len(rest)
         if self._response_left == 0:
             self._response_done()
 
