@@ -57,7 +57,10 @@ install_python() {
 # staging module at its published v0.<minor>.<patch> version instead.
 build_kubernetes() {
   local v=$KUBERNETES_VERSION
-  if have kube-apiserver "$v" && have kube-controller-manager "$v" && have kubectl "$v"; then
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl)
+  local missing=()
+  for cmd in "${cmds[@]}"; do have "$cmd" "$v" || missing+=("$cmd"); done
+  if ((${#missing[@]} == 0)); then
     log "kubernetes $v already built"
     return
   fi
@@ -85,7 +88,10 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   (cd "$dir" && go mod tidy)
@@ -94,7 +100,8 @@ GO
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in "${missing[@]}"; do
+    log "building $cmd $v"
     (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd")
     stamp "$cmd" "$v"
   done
@@ -143,6 +150,41 @@ GO
   cp "$src"/deploy/crds/crd-*.yaml "$cache/cert-manager-crds/"
   chmod -R u+w "$cache/cert-manager-crds"
   for name in cert-manager-controller cert-manager-cainjector cmctl; do stamp "$name" "$v"; done
+}
+
+# The node's container runtime. Debian's containerd 1.6 also works with kubelet 1.37,
+# through a fallback that Kubernetes 1.38 removes; 2.x is built from its module instead.
+# btrfs, devmapper and zfs snapshotters need C headers and are not used (overlayfs is).
+build_containerd() {
+  local v=$CONTAINERD_VERSION
+  if have containerd "$v" && have containerd-shim-runc-v2 "$v" && have ctr "$v"; then
+    log "containerd $v already built"
+    return
+  fi
+  local dir="$build/containerd-$v"
+  mkdir -p "$dir"
+  printf 'module localbuild/containerd\n\ngo 1.26\n\nrequire github.com/containerd/containerd/v2 %s\n' "$v" >"$dir/go.mod"
+  cat >"$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "github.com/containerd/containerd/v2/cmd/containerd"
+	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"
+	_ "github.com/containerd/containerd/v2/cmd/ctr"
+)
+GO
+  (cd "$dir" && go mod tidy)
+  local ldflags="-X github.com/containerd/containerd/v2/version.Version=$v"
+  local tags="no_btrfs no_devmapper no_zfs"
+  for cmd in containerd ctr; do
+    log "building $cmd $v"
+    (cd "$dir" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$bin/$cmd" "github.com/containerd/containerd/v2/cmd/$cmd")
+  done
+  # The shim is started by containerd for every Pod: static, as containerd's own release builds it.
+  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$bin/containerd-shim-runc-v2" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
+  for name in containerd ctr containerd-shim-runc-v2; do stamp "$name" "$v"; done
 }
 
 go_install() {
@@ -200,6 +242,7 @@ install_go() {
   timed helm-docs go_install helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION"
   timed cert-manager build_cert_manager
   timed kubernetes build_kubernetes
+  timed containerd build_containerd
   timed refwebhook build_refwebhook
 }
 
