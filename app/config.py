@@ -49,6 +49,7 @@ class ServerConfig:
     # The edge's limits (app.edge.limits.EdgeLimits), flat so each is one flag.
     handshake_timeout: float = EdgeLimits.handshake_timeout
     header_timeout: float = EdgeLimits.header_timeout
+    min_request_rate: int = EdgeLimits.min_request_rate
     request_timeout: float = EdgeLimits.request_timeout
     idle_timeout: float = EdgeLimits.idle_timeout
     max_header_bytes: int = EdgeLimits.max_header_bytes
@@ -84,6 +85,7 @@ class ServerConfig:
         return EdgeLimits(
             handshake_timeout=self.handshake_timeout,
             header_timeout=self.header_timeout,
+            min_request_rate=self.min_request_rate,
             request_timeout=self.request_timeout,
             idle_timeout=self.idle_timeout,
             max_header_bytes=self.max_header_bytes,

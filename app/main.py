@@ -94,6 +94,12 @@ SERVE_OPTIONS = (
         "SECONDS",
     ),
     Option(
+        "min_request_rate",
+        "a request still arriving must bring this many bytes a second over each "
+        "header-timeout window, else it gets 408",
+        "BYTES",
+    ),
+    Option(
         "request_timeout",
         "an exchange not done this long after its first byte is closed "
         "(the API server waits 30 s at most)",
@@ -102,7 +108,7 @@ SERVE_OPTIONS = (
     Option(
         "idle_timeout", "a kept-alive connection with no request this long is closed", "SECONDS"
     ),
-    Option("max_header_bytes", "a larger request head gets 431", "BYTES"),
+    Option("max_header_bytes", "a larger request head (its blank line included) gets 431", "BYTES"),
     Option(
         "max_body_bytes",
         "a larger body gets 413, from its Content-Length before it is read (3 MiB)",
@@ -110,10 +116,15 @@ SERVE_OPTIONS = (
     ),
     Option(
         "max_buffered_bytes",
-        "request bytes held in memory over all connections; above it, connections wait to be read",
+        "memory for bodies over 64 KiB over all connections, each reserved whole from its "
+        "head; a body that does not fit waits, unread",
         "BYTES",
     ),
-    Option("max_connections", "connection limit; 0 sizes it from the open-files limit", "N"),
+    Option(
+        "max_connections",
+        "admission port's connection limit; 0 sizes it from the open-files and memory limits",
+        "N",
+    ),
     Option(
         "shutdown_delay",
         "on SIGTERM, keep serving this long with /readyz failing and every response closing "

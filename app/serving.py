@@ -1,44 +1,49 @@
-"""Wiring: certificates → front (TLS) → waitress (unix socket) → Flask, and shutdown.
+"""Wiring: certificates → waitress (TLS in its own channels) → Flask, and shutdown.
+
+    client ──TLS──▶ waitress's loop (app.edge: TLS, deadlines, limits) ──▶ worker ──▶ Flask
 
 `WebhookServer` owns every moving part and their order: start loads the certificate
-first (a server without one cannot be ready), then waitress, then the ports; shutdown
-drains the front before stopping waitress, so every request a client sent is answered.
-`serve` adds the signal handling for `main`. Every step of stopping has a timeout.
+first (a server without one cannot be ready), then opens the ports on one waitress
+loop; shutdown stops accepting, lets open exchanges finish, then stops the loop and
+the workers. `serve` adds the signal handling for `main`. Every step has a timeout.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
-from waitress.server import create_server
+from waitress.adjustments import Adjustments
+from waitress.task import ThreadedTaskDispatcher
 
+from app.admission.responses import errored
 from app.certificates import CertificateWatcher
 from app.config import ConfigError, ServerConfig
-from app.edge.front import Front, Listener
 from app.edge.limits import (
+    METRICS_CONNECTIONS,
     SOCKET_BUFFER_BYTES,
+    ByteBudget,
     connection_limit,
     raise_open_files_limit,
     read_memory_limit,
 )
+from app.edge.listener import Listener, run
 from app.http import ADMISSION_PATHS, METRICS_PATH, create_app
 from app.logs import fields
 from app.metrics import Metrics
 
 log = logging.getLogger("pod_labeler.serving")
 
-ADMISSION_TARGETS = frozenset(path.encode() for path in ADMISSION_PATHS)
-# How long waitress gets to finish its threads after the front has drained.
-BACKEND_STOP_TIMEOUT = 5.0
+# How long waitress's loop and workers get to stop once the connections are closed.
+STOP_TIMEOUT = 5.0
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class WebhookServer:
@@ -56,11 +61,12 @@ class WebhookServer:
         )
         self._draining = False
         self._stopped = False
-        self._socket_dir: str | None = None
-        self._backend: Any = None  # waitress's server object (untyped)
-        self._backend_thread: threading.Thread | None = None
-        self._front: Front | None = None
         self._started = False
+        self._map: dict[int, Any] = {}  # waitress's socket map: one loop for both ports
+        self._listeners: list[Listener] = []
+        self._budget = ByteBudget(config.edge.max_buffered_bytes)
+        self._dispatcher = ThreadedTaskDispatcher()
+        self._loop: threading.Thread | None = None
         self.address: tuple[str, int] = ("", 0)
         self.metrics_address: tuple[str, int] = ("", 0)
 
@@ -69,7 +75,7 @@ class WebhookServer:
         try:
             self._start()
         except BaseException:
-            self.shutdown()  # whatever did start: waitress, the socket directory
+            self.shutdown()  # whatever did start
             raise
 
     def _start(self) -> None:
@@ -80,38 +86,29 @@ class WebhookServer:
         max_connections = connection_limit(
             soft, limits.max_connections, memory_limit, limits.max_buffered_bytes
         )
-        # The root filesystem is read-only in the Pod; the chart mounts an emptyDir
-        # at /tmp. mkdtemp gives a directory only we can enter for the socket.
-        self._socket_dir = tempfile.mkdtemp(prefix="pod-labeler-")
-        socket_path = os.path.join(self._socket_dir, "backend.sock")
-        self._start_backend(socket_path, max_connections)
         admission = _listen(self.config.host, self.config.port)
         metrics = _listen(self.config.metrics_host, self.config.metrics_port)
         self.address, self.metrics_address = admission.getsockname()[:2], metrics.getsockname()[:2]
-        self._front = Front(
-            [
-                Listener(
-                    admission,
-                    lambda: self.certificates.context,
-                    lambda path: path in ADMISSION_TARGETS,
-                    "admission",
-                ),
-                Listener(
-                    metrics,
-                    None,
-                    lambda path: path == METRICS_PATH.encode(),
-                    "metrics",
-                    takes_bodies=False,
-                ),
-            ],
-            socket_path,
-            limits,
-            max_connections,
-            on_close=lambda reason: self.metrics.connections_closed.labels(reason=reason).inc(),
+        app = create_app(
+            self.config.policy,
+            self.metrics,
+            max_body_bytes=limits.max_body_bytes,
+            readiness=self._readiness,
         )
-        front = self._front
-        self.metrics.open_connections.set_function(lambda: len(front.connections))
-        self._front.start()
+        # "Task queue depth is N" at WARNING for every queued request: noise under load.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        self._dispatcher.set_thread_count(self.config.threads)
+        self._listeners = [
+            self._listener(only(ADMISSION_PATHS, app), admission, max_connections, tls=True),
+            self._listener(only((METRICS_PATH,), app), metrics, METRICS_CONNECTIONS, tls=False),
+        ]
+        self.metrics.open_connections.set_function(
+            lambda: sum(len(listener.active_channels) for listener in self._listeners)
+        )
+        self._loop = threading.Thread(
+            target=run, args=(self._map, self._listeners), name="waitress", daemon=True
+        )
+        self._loop.start()
         self.certificates.start()
         self._started = True
         log.info(
@@ -130,74 +127,97 @@ class WebhookServer:
             ),
         )
 
-    def _start_backend(self, socket_path: str, max_connections: int) -> None:
+    def _listener(
+        self, app: WSGIApp, sock: socket.socket, max_connections: int, *, tls: bool
+    ) -> Listener:
         limits = self.config.edge
-        app = create_app(
-            self.config.policy,
-            self.metrics,
-            max_body_bytes=limits.max_body_bytes,
-            readiness=self._readiness,
-        )
-        # "Task queue depth is N" at WARNING for every queued request: noise under load.
-        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-        self._backend = create_server(
-            app,
-            unix_socket=socket_path,
-            threads=self.config.threads,
-            # One backend connection per client connection, so the front's limit rules.
-            connection_limit=max_connections + 16,
-            # Only the front connects, and it closes idle connections first.
-            channel_timeout=limits.idle_timeout + limits.request_timeout,
-            # The front enforces the head's cap exactly; waitress counts the blank line
-            # too and refuses at equality, so it gets the few bytes that differ.
-            max_request_header_size=limits.max_header_bytes + 64,
-            # The front enforces the cap exactly; waitress's own check (which also
-            # refuses a body of exactly its size) only backs it up.
-            max_request_body_size=limits.max_body_bytes + limits.max_header_bytes,
-            # Above the largest request the front lets through: a body is never
-            # spooled to a temporary file, so /tmp holds nothing but the socket.
+        adjustments = Adjustments(
+            # waitress refuses at equality: one more byte than the largest we take.
+            max_request_header_size=limits.max_header_bytes + 1,
+            max_request_body_size=limits.max_body_bytes + 1,
+            # Above the largest request: a body is never spooled to a temporary file.
             inbuf_overflow=limits.max_body_bytes + limits.max_header_bytes + 1,
-            # Only the front connects, and it terminates TLS itself.
-            url_scheme="https",
-            # Trust no X-Forwarded-* header: no proxy is in front of us. (The default,
-            # spelt out because the front might look like one.)
+            url_scheme="https" if tls else "http",
+            # Trust no X-Forwarded-* header: no proxy is in front of us.
             trusted_proxy=None,
             clear_untrusted_proxy_headers=True,
             ident="pod-labeler",
-            asyncore_use_poll=True,  # select() stops at fd 1024
+            backlog=4096,
+            log_socket_errors=False,  # a client going away is not an error of ours
         )
-        self._backend_thread = threading.Thread(
-            target=self._backend.run, name="waitress", daemon=True
+        # waitress's idle timeout (its maintenance closes idle channels); set after
+        # parsing, which would round it to whole seconds.
+        adjustments.channel_timeout = limits.idle_timeout
+        return Listener(
+            app,
+            sock,
+            tls=(lambda: self.certificates.context) if tls else None,
+            limits=limits,
+            max_connections=max_connections,
+            budget=self._budget,
+            on_close=lambda reason: (
+                self.metrics.connections_closed.labels(reason=reason).inc() if reason else None
+            ),
+            takes_bodies=tls,
+            map=self._map,
+            dispatcher=self._dispatcher,
+            adj=adjustments,
         )
-        self._backend_thread.start()
 
     def buffered_bytes(self) -> int:
-        """Request bytes the front holds now (see app.edge.limits.ByteBudget)."""
-        return self._front.budget.used if self._front else 0
+        """Bytes of the budget for large bodies reserved now (app.edge.limits.ByteBudget)."""
+        return self._budget.used
 
     def stop_being_ready(self) -> None:
         """The first step of shutting down: /readyz fails, every response closes its
         connection, idle connections are closed; new connections are still served."""
         self._draining = True
-        if self._front is not None:
-            self._front.begin_drain()
+        for listener in self._listeners:
+            listener.draining = True
 
     def shutdown(self) -> bool:
         """Drain and stop. True if every connection finished within the drain timeout."""
         if self._stopped:
             return True
         self._stopped = True
-        self._draining = True
+        self.stop_being_ready()
         if self._started:
             log.info("draining", extra=fields(timeout_seconds=self.config.drain_timeout))
-        drained = self._front.drain(self.config.drain_timeout) if self._front else True
+        drained = self._drain(self.config.drain_timeout) if self._loop else True
         self.certificates.stop()
-        self._stop_backend()
-        if self._socket_dir is not None:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._started:
             log.info("stopped", extra=fields(drained=drained))
         return drained
+
+    def _drain(self, timeout: float) -> bool:
+        """Stop accepting; wait for the open connections to finish; cut what is left.
+        Those still in their handshake may finish it: a TLS 1.3 client may have sent
+        its request behind its Finished message. Each gets its answer, with
+        `Connection: close`, or its deadline."""
+        self._on_loop(lambda: _each(listener.close for listener in self._listeners))
+        deadline = time.monotonic() + timeout
+        while self._open_connections() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        drained = not self._open_connections()
+        self._on_loop(self._close_connections)
+        self._dispatcher.shutdown(timeout=STOP_TIMEOUT)
+        # waitress's loop ends once its map is empty: the triggers are all that is left.
+        self._on_loop(lambda: _each(listener.trigger.close for listener in self._listeners))
+        assert self._loop is not None
+        self._loop.join(STOP_TIMEOUT)
+        return drained
+
+    def _on_loop(self, call: Callable[[], object]) -> None:
+        """Run `call` on waitress's loop thread (its loop is not thread-safe)."""
+        self._listeners[0].trigger.pull_trigger(call)
+
+    def _open_connections(self) -> int:
+        return sum(len(listener.active_channels) for listener in self._listeners)
+
+    def _close_connections(self) -> None:
+        for listener in self._listeners:
+            for channel in list(listener.active_channels.values()):
+                channel.close_now()
 
     def __enter__(self) -> WebhookServer:
         self.start()
@@ -213,14 +233,29 @@ class WebhookServer:
             return "no certificate loaded"
         return None
 
-    def _stop_backend(self) -> None:
-        if self._backend is None or self._backend_thread is None:
-            return
-        # waitress's loop is not thread-safe; its trigger runs the close on the loop
-        # thread. The loop ends once its map is empty, i.e. every channel is closed.
-        self._backend.trigger.pull_trigger(self._backend.close)
-        self._backend_thread.join(BACKEND_STOP_TIMEOUT)
-        self._backend.task_dispatcher.shutdown(timeout=BACKEND_STOP_TIMEOUT)
+
+def _each(calls: Iterable[Callable[[], object]]) -> None:
+    for call in calls:
+        call()
+
+
+def only(paths: Iterable[str], app: WSGIApp) -> WSGIApp:
+    """`app` for these request targets, compared as sent (query aside); 404 otherwise:
+    "/metrics#x", "/%6Detrics" or "http://a/metrics" are not "/metrics", though Flask
+    would route them there."""
+    allowed = frozenset(paths)
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_URI", "").partition("?")[0] in allowed:
+            return app(environ, start_response)
+        encoded = json.dumps(errored(404, "not found")).encode()
+        start_response(
+            "404 Not Found",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(encoded)))],
+        )
+        return [encoded]
+
+    return serve
 
 
 def _listen(host: str, port: int) -> socket.socket:

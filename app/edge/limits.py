@@ -1,6 +1,6 @@
-"""The edge's limits: its timeouts and sizes, the connection limit sized from the
-open-files limit, and the budget of request bytes held in memory. No I/O but
-`raise_open_files_limit`, which sets the process's own limit."""
+"""The edge's limits: its timeouts, sizes and rates, the connection limit sized from
+the open-files and memory limits, and the budget of memory for large request bodies.
+No I/O but `raise_open_files_limit`, which sets the process's own limit."""
 
 from __future__ import annotations
 
@@ -11,27 +11,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MiB = 1024 * 1024
-# Each connection can hold three descriptors: the client's socket and both ends of
-# its unix socket to waitress.
-FILES_PER_CONNECTION = 3
-# Listening sockets, certificate reads, logs, waitress's trigger pipe, the
-# interpreter's own files, with room to spare.
+# Each connection is one socket: TLS ends in waitress's own channel.
+FILES_PER_CONNECTION = 1
+# Listening sockets, waitress's trigger pipes, the metrics port's connections,
+# certificate reads, logs, the interpreter's own files, with room to spare.
 RESERVED_FILES = 64
 # When the hard limit is unlimited, do not ask the kernel for more than this.
 OPEN_FILES_CEILING = 1 << 20
-# What one connection may cost in memory, beside the byte budget: an idle TLS
-# connection was measured at 56 to 135 KiB (bench/server.py), one stalled inside a
-# large body at about 130 KiB, with its asyncio buffers, OpenSSL state and allocator
-# overhead (test_serving checks it stays under this), plus up to 64 KiB of kernel
-# socket buffers (SOCKET_BUFFER_BYTES, doubled, each way), which the Pod's cgroup
-# is charged for too.
+# Connections the plain-HTTP metrics port takes, beside (not out of) the admission
+# port's limit: Prometheus scrapes with one.
+METRICS_CONNECTIONS = 8
+# What one connection may cost in memory, beside the byte budget: its TLS state and
+# waitress channel (an idle TLS connection measures about 40 KiB, see docs/edge.md),
+# a small request held whole (a head up to 16 KiB and a body up to 64 KiB, which the
+# byte budget does not count), and up to 64 KiB of kernel socket buffers
+# (SOCKET_BUFFER_BYTES, doubled, each way), which the Pod's cgroup is charged for too.
 MEMORY_PER_CONNECTION = 224 * 1024
 # Each connection's kernel send and receive buffers (Linux doubles the figure and
 # stops tuning it): a review or its answer is a few KB, and a 3 MiB body still
 # arrives in a few hundred windows.
 SOCKET_BUFFER_BYTES = 16 * 1024
 # The interpreter, Flask, waitress and its threads, before any connection (about
-# 48 MiB measured), with room to spare.
+# 45 MiB measured), with room to spare.
 BASE_MEMORY = 64 * MiB
 # Where cgroup v2 (then v1) tells a container its memory limit.
 CGROUP_MEMORY_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
@@ -43,8 +44,12 @@ class EdgeLimits:
 
     # The TLS handshake, from accept.
     handshake_timeout: float = 5.0
-    # The whole request head, from its first byte (Go's ReadHeaderTimeout).
+    # The whole request head, from its first byte (Go's ReadHeaderTimeout); also the
+    # window over which a request still arriving must keep `min_request_rate`.
     header_timeout: float = 5.0
+    # Bytes per second a request still arriving must send, measured over each
+    # `header_timeout` window (Apache's mod_reqtimeout MinRate): a slower one gets 408.
+    min_request_rate: int = 16 * 1024
     # The rest of the exchange, from the first byte of the request to the last of the
     # response: the API server waits at most 30 s for a webhook, so this never cuts
     # an exchange the API server still waits for.
@@ -54,11 +59,13 @@ class EdgeLimits:
     max_header_bytes: int = 16 * 1024
     # The API server's own cap on a request body.
     max_body_bytes: int = 3 * MiB
-    # Request bytes held at once, over all connections (in memory only, never on disk).
+    # Memory for large bodies (over `small_body_bytes`, or chunked), over all
+    # connections; each reserves its declared length whole when its head arrives,
+    # first come first served. Bodies are never written to disk.
     max_buffered_bytes: int = 16 * MiB
-    # Bodies up to this size count as small: they may use the budget's reserve.
+    # Bodies up to this size are small: the connection limit counts them, not the budget.
     small_body_bytes: int = 64 * 1024
-    # None: sized from the open-files limit.
+    # None: sized from the open-files and memory limits.
     max_connections: int | None = None
     # While draining, a kept-alive connection idle this long is closed.
     drain_idle_timeout: float = 1.0
@@ -70,14 +77,11 @@ class EdgeLimits:
             for name in ("handshake_timeout", "header_timeout", "request_timeout", "idle_timeout")
             if getattr(self, name) <= 0
         ]
-        for name in ("max_header_bytes", "max_body_bytes"):
+        for name in ("max_header_bytes", "max_body_bytes", "min_request_rate"):
             if getattr(self, name) < 1:
                 found.append(f"{name.replace('_', ' ')} must be at least 1")
-        if self.max_buffered_bytes * 3 // 4 < self.max_body_bytes + self.max_header_bytes:
-            found.append(
-                "max buffered bytes must be at least 4/3 of one whole request "
-                "(max body bytes plus max header bytes): a quarter is kept for small requests"
-            )
+        if self.max_buffered_bytes < self.max_body_bytes:
+            found.append("max buffered bytes must be at least max body bytes (one whole body)")
         if self.max_connections is not None and self.max_connections < 1:
             found.append("max connections must be at least 1")
         return found
@@ -126,44 +130,36 @@ def read_memory_limit(files: tuple[str, ...] = CGROUP_MEMORY_FILES) -> int | Non
 
 
 class ByteBudget:
-    """Request bytes held at once, over every connection.
+    """Memory for large request bodies, over every connection.
 
-    Bytes are charged as they arrive and released when their response starts (by then
-    waitress has read the request) or when their connection closes. Over the limit, a
-    connection stops reading and waits here until enough is released.
-
-    A quarter of the budget is kept for small requests (a Pod review is a few KB), so
-    that clients stalling in the middle of large bodies cannot keep reviews out: large
-    requests may use only the rest. Used only from the event loop's thread, so it
-    needs no lock.
+    A large body reserves its declared length whole when its head arrives (a chunked
+    one, the largest body allowed), first come first served: a connection that cannot
+    have its share waits, unread, until enough is released, so many large bodies at
+    once queue instead of each holding part of the budget and none finishing. Small
+    bodies (a Pod review is a few KB) never wait here. Used only from the event
+    loop's thread, so it needs no lock.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.large_limit = limit - limit // 4
         self.used = 0
-        self._waiting: dict[bool, deque[Callable[[], None]]] = {False: deque(), True: deque()}
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
 
-    def charge(self, size: int, *, large: bool) -> bool:
-        """Count `size` more bytes; False when the budget for this kind is exhausted."""
-        self.used += size
-        return self._has_room(large)
+    def reserve(self, size: int, granted: Callable[[], None]) -> bool:
+        """True if `size` bytes are reserved now; else `granted` is called once they are."""
+        if not self._waiting and self.used + size <= self.limit:
+            self.used += size
+            return True
+        self._waiting.append((size, granted))
+        return False
 
     def release(self, size: int) -> None:
         self.used -= size
-        for large in (False, True):
-            waiting = self._waiting[large]
-            while waiting and self._has_room(large):
-                waiting.popleft()()
+        while self._waiting and self.used + self._waiting[0][0] <= self.limit:
+            size, granted = self._waiting.popleft()
+            self.used += size
+            granted()
 
-    def wait(self, resume: Callable[[], None], *, large: bool) -> None:
-        """Call `resume` once the budget has room again for this kind of request."""
-        self._waiting[large].append(resume)
-
-    def forget(self, resume: Callable[[], None]) -> None:
-        for waiting in self._waiting.values():
-            if resume in waiting:
-                waiting.remove(resume)
-
-    def _has_room(self, large: bool) -> bool:
-        return self.used < (self.large_limit if large else self.limit)
+    def forget(self, granted: Callable[[], None]) -> None:
+        """Stop waiting for `granted` (its connection closed)."""
+        self._waiting = deque(entry for entry in self._waiting if entry[1] != granted)

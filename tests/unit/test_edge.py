@@ -8,6 +8,7 @@ socket timeout is that deadline; nothing else here depends on timing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -24,11 +25,13 @@ from typing import Any
 
 import pytest
 
+import app.http
+from app.admission import review_request
 from app.config import ServerConfig
-from app.edge.front import Connection
+from app.edge.channel import Channel
 from app.edge.limits import SOCKET_BUFFER_BYTES, connection_limit
 from app.serving import WebhookServer
-from tests.unit.conftest import build_review, wait_for
+from tests.unit.conftest import UID, build_review, wait_for
 
 StartServer = Callable[..., WebhookServer]
 LEGITIMATE_DEADLINE = 1.0
@@ -62,8 +65,8 @@ def need_open_files(count: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def review_bytes(*, close: bool = False) -> bytes:
-    body = json.dumps(build_review()).encode()
+def review_bytes(*, close: bool = False, uid: str = UID) -> bytes:
+    body = json.dumps(build_review(uid=uid)).encode()
     head = (
         "POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
@@ -86,8 +89,23 @@ def exchange(
     return response
 
 
-def legitimate_review_is_answered(server: WebhookServer, context: ssl.SSLContext) -> None:
-    response = exchange(server, context, review_bytes(close=True), timeout=LEGITIMATE_DEADLINE)
+def tls_connection(server: WebhookServer, context: ssl.SSLContext) -> ssl.SSLSocket:
+    return context.wrap_socket(
+        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
+    )
+
+
+def read_status(sock: socket.socket) -> int:
+    response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+    response.begin()
+    response.read()
+    return response.status
+
+
+def legitimate_review_is_answered(
+    server: WebhookServer, context: ssl.SSLContext, *, deadline: float = LEGITIMATE_DEADLINE
+) -> None:
+    response = exchange(server, context, review_bytes(close=True), timeout=deadline)
     assert response.status == 200
 
 
@@ -184,7 +202,7 @@ def test_bytes_that_never_become_a_request_do_not_keep_an_idle_connection_open(
 ) -> None:
     # TLS records with no plaintext (a flood of KeyUpdates) leave bytes waiting in the
     # kernel that never reach data_received: as if bytes were always waiting.
-    monkeypatch.setattr(Connection, "_bytes_waiting", lambda self: True)
+    monkeypatch.setattr(Channel, "_bytes_waiting", lambda self: True)
     server = start_server(idle_timeout=0.5, header_timeout=0.5)
 
     with kept_alive_after_a_review(server, client_context) as sock:
@@ -201,24 +219,32 @@ def test_at_the_connection_limit_sockets_that_never_handshake_are_shed_for_a_new
     assert closed_by_server(sockets[0]), "the oldest idle socket was not the one shed"
 
 
-def test_at_the_connection_limit_a_client_with_a_request_in_flight_is_not_shed(
-    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+def test_at_the_connection_limit_a_client_whose_request_is_whole_is_never_shed(
+    start_server: StartServer,
+    client_context: ssl.SSLContext,
+    sockets: list[socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    answering = threading.Event()
+    release = threading.Event()
+
+    def slow_for_one_uid(request: Any, policy: Any) -> Any:
+        if request.uid == "slow":
+            answering.set()
+            release.wait(10)
+        return review_request(request, policy)
+
+    monkeypatch.setattr(app.http, "review_request", slow_for_one_uid)
     server = start_server(max_connections=2)
-    busy = client_context.wrap_socket(
-        socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"
-    )
-    sockets.append(busy)
-    request = review_bytes()
-    busy.sendall(request[:40])
+    whole = tls_connection(server, client_context)
+    sockets.append(whole)
+    whole.sendall(review_bytes(uid="slow"))
+    wait_for(answering.is_set, "the slow review to reach the app")
     sockets.extend(socket.create_connection(server.address) for _ in range(5))
     legitimate_review_is_answered(server, client_context)
+    release.set()
 
-    busy.sendall(request[40:])
-    response = http.client.HTTPResponse(busy)  # type: ignore[arg-type]
-    response.begin()
-
-    assert response.status == 200
+    assert read_status(whole) == 200
 
 
 def test_the_open_files_limit_is_raised_to_the_hard_one_and_logged_with_the_connection_limit(
@@ -390,15 +416,16 @@ def test_expect_100_continue_with_no_body_gets_its_answer_and_the_next_request_t
     assert answers == [status, 200]
 
 
-def test_a_head_the_front_lets_through_is_not_refused_by_waitress(
+def test_a_head_of_the_largest_size_is_served_and_one_byte_more_gets_431(
     start_server: StartServer, client_context: ssl.SSLContext
 ) -> None:
     server = start_server()
     start = b"GET /healthz HTTP/1.1\r\nHost: webhook\r\nX-Padding: "
-    largest = server.config.edge.max_header_bytes  # up to, not counting, the blank line
-    head = start + b"x" * (largest - len(start)) + b"\r\n\r\n"
+    largest = server.config.edge.max_header_bytes  # the blank line included
+    head = start + b"x" * (largest - len(start) - 4) + b"\r\n\r\n"
 
     assert exchange(server, client_context, head).status == 200
+    assert exchange(server, client_context, b"\r\n" + head).status == 431
 
 
 def _send_what_fits(sock: ssl.SSLSocket, data: bytes) -> None:
@@ -500,3 +527,128 @@ def test_16_busy_keep_alive_clients_lose_no_request_across_a_drain(
     assert drained
     assert tally["lost"] == 0, tally
     assert tally["sent"] == tally["answered"]
+
+
+# --- issue 20: slow clients hold no slot and no byte for long -----------------------
+# Each test sets the deadlines it does not test far away, so that only the behaviour
+# under test can let the legitimate client through; that client gets several seconds.
+GENEROUS_DEADLINE = 5.0
+FAR = {"header_timeout": 60.0, "request_timeout": 60.0}
+
+
+def post_head(length: int | str) -> bytes:
+    return (
+        "POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_clients_trickling_their_bodies_cannot_hold_every_connection_slot(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server(max_connections=20, **FAR)
+    for _ in range(20):
+        trickler = tls_connection(server, client_context)
+        trickler.sendall(post_head(3000) + b"{")
+        sockets.append(trickler)
+    for trickler in sockets:
+        trickler.sendall(b" ")  # still arriving, a byte at a time
+
+    legitimate_review_is_answered(server, client_context, deadline=GENEROUS_DEADLINE)
+
+
+def test_a_body_arriving_below_the_minimum_rate_gets_408(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    server = start_server(header_timeout=0.5, request_timeout=60.0, min_request_rate=1024)
+    with tls_connection(server, client_context) as sock:
+        sock.sendall(post_head(3000) + b"{")
+
+        assert read_status(sock) == 408
+        assert closed_by_server(sock)
+
+
+def test_bodies_stalled_one_byte_short_of_64_kib_leave_a_kept_alive_review_unpaused(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server(max_body_bytes=64 * 1024, max_buffered_bytes=256 * 1024, **FAR)
+    with kept_alive_after_a_review(server, client_context) as kept:
+        for _ in range(8):  # twice the byte budget, were small bodies counted in it
+            stalled = tls_connection(server, client_context)
+            stalled.sendall(post_head(64 * 1024) + b" " * (64 * 1024 - 1))
+            sockets.append(stalled)
+        request = review_bytes()
+        head_end = request.index(b"\r\n\r\n") + 4
+        kept.settimeout(GENEROUS_DEADLINE)
+        kept.sendall(request[:head_end])  # the head and the body in two reads
+        kept.sendall(request[head_end:])
+
+        assert read_status(kept) == 200
+
+
+def test_clients_pipelining_metrics_requests_cannot_take_the_admission_ports_slots(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server(max_connections=20, **FAR)
+    for _ in range(40):
+        flood = socket.create_connection(server.metrics_address, timeout=10)
+        flood.setblocking(False)
+        sockets.append(flood)
+        _send_what_fits(flood, b"GET /metrics HTTP/1.1\r\nHost: webhook\r\n\r\n" * 2000)
+
+    legitimate_review_is_answered(server, client_context, deadline=GENEROUS_DEADLINE)
+
+
+def test_a_content_length_of_thousands_of_digits_gets_400_without_a_traceback(
+    start_server: StartServer, client_context: ssl.SSLContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_server()
+
+    response = exchange(server, client_context, post_head("9" * 5000))
+
+    assert response.status == 400
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def half_closed_exchange(server: WebhookServer, context: ssl.SSLContext, request: bytes) -> int:
+    """Send `request` over TLS, then shut the socket's write side (a TCP half-close),
+    and read the answer: TLS run by hand on memory BIOs, as ssl.SSLSocket cannot."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with socket.create_connection(server.address, timeout=10) as sock:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        tls.write(request)
+        sock.sendall(outgoing.read())
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while data := sock.recv(65536):
+            incoming.write(data)
+            with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                while chunk := tls.read(65536):
+                    answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_a_request_followed_by_a_half_close_is_answered_over_tls(
+    start_server: StartServer, client_context: ssl.SSLContext
+) -> None:
+    server = start_server()
+
+    assert half_closed_exchange(server, client_context, review_bytes()) == 200
+
+
+def test_a_request_followed_by_a_half_close_is_answered_on_the_metrics_port(
+    start_server: StartServer,
+) -> None:
+    server = start_server()
+    with socket.create_connection(server.metrics_address, timeout=10) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: webhook\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+
+        assert read_status(sock) == 200

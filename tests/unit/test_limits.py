@@ -19,7 +19,7 @@ from app.edge.limits import (
 )
 
 
-def test_the_connection_limit_leaves_three_files_per_connection_and_a_reserve() -> None:
+def test_the_connection_limit_leaves_a_file_per_connection_and_a_reserve() -> None:
     assert connection_limit(1024, None) == (1024 - RESERVED_FILES) // FILES_PER_CONNECTION
 
 
@@ -28,38 +28,31 @@ def test_a_configured_connection_limit_never_exceeds_what_the_open_files_allow()
     assert connection_limit(1024, 10) == 10
 
 
-def test_small_requests_may_use_the_reserve_that_large_ones_may_not() -> None:
+def test_a_large_body_reserves_its_whole_length_first_come_first_served() -> None:
     budget = ByteBudget(400)
+    granted: list[str] = []
 
-    assert budget.charge(299, large=True)
-    assert not budget.charge(1, large=True)
-    assert budget.charge(99, large=False)
+    assert budget.reserve(300, lambda: granted.append("first"))
+    assert not budget.reserve(200, lambda: granted.append("second"))
+    assert not budget.reserve(50, lambda: granted.append("third")), "it would jump the queue"
+    budget.release(300)
 
-
-def test_a_waiting_connection_resumes_once_enough_is_released() -> None:
-    budget = ByteBudget(400)
-    resumed: list[str] = []
-    budget.charge(400, large=False)
-    budget.wait(lambda: resumed.append("small"), large=False)
-    budget.wait(lambda: resumed.append("large"), large=True)
-
-    budget.release(10)
-    assert resumed == ["small"]
-    budget.release(100)
-    assert resumed == ["small", "large"]
+    assert granted == ["second", "third"]
+    assert budget.used == 250
 
 
-def test_a_forgotten_waiter_is_not_resumed() -> None:
+def test_a_forgotten_waiter_is_not_granted() -> None:
     budget = ByteBudget(100)
-    resumed: list[str] = []
-    budget.charge(100, large=False)
-    waiter = lambda: resumed.append("x")  # noqa: E731
-    budget.wait(waiter, large=False)
+    granted: list[str] = []
+    budget.reserve(100, lambda: None)
+    waiter = lambda: granted.append("x")  # noqa: E731
+    budget.reserve(100, waiter)
     budget.forget(waiter)
 
     budget.release(100)
 
-    assert resumed == []
+    assert granted == []
+    assert budget.used == 0
 
 
 @pytest.mark.parametrize(
@@ -67,7 +60,8 @@ def test_a_forgotten_waiter_is_not_resumed() -> None:
     [
         ({"header_timeout": 0}, "header timeout must be greater than 0"),
         ({"max_body_bytes": 0}, "max body bytes must be at least 1"),
-        ({"max_buffered_bytes": 1024}, "max buffered bytes must be at least 4/3"),
+        ({"max_buffered_bytes": 1024}, "max buffered bytes must be at least max body bytes"),
+        ({"min_request_rate": 0}, "min request rate must be at least 1"),
         ({"max_connections": 0}, "max connections must be at least 1"),
     ],
 )

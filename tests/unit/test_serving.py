@@ -168,12 +168,11 @@ def test_the_metrics_port_refuses_a_body_from_the_head(server: WebhookServer, fr
     assert response.status == 413
 
 
+@pytest.mark.parametrize("path", ["/mutate", "/healthz", "/metrics/"])
 def test_the_metrics_port_serves_nothing_but_metrics(
-    metrics_port: http.client.HTTPConnection,
+    metrics_port: http.client.HTTPConnection, path: str
 ) -> None:
-    metrics_port.request(
-        "POST", "/mutate", body=b"{}", headers={"Content-Type": "application/json"}
-    )
+    metrics_port.request("GET", path)
 
     assert metrics_port.getresponse().status == 404
 
