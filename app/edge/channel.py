@@ -92,13 +92,25 @@ class BodilessParser(Parser):
 
 
 class Task(WSGITask):  # type: ignore[misc]
-    """While draining, every response says `Connection: close` (waitress's own flag)."""
+    """waitress's task: while draining, every response says `Connection: close`
+    (waitress's own flag); a head and a body given whole go out in one write."""
+
+    wrote_header: bool
 
     def build_response_header(self) -> bytes:
         if self.channel.server.draining:
             self.set_close_on_finish()
         header: bytes = super().build_response_header()
         return header
+
+    def write(self, data: bytes) -> None:
+        if self.wrote_header or not self.complete or self.content_length != len(data):
+            super().write(data)
+            return
+        head = self.build_response_header()  # one TLS record and one send, not two
+        self.wrote_header = True
+        self.content_bytes_written = len(data)
+        self.channel.write_soon(head + data if self.has_body else head)
 
 
 class ErrorAnswer(ErrorTask):  # type: ignore[misc]
@@ -291,24 +303,22 @@ class Channel(HTTPChannel):  # type: ignore[misc]
     # -- writing ------------------------------------------------------------------
 
     def send(self, data: bytes, do_close: bool = True) -> int:
-        """Called by waitress's flush, on the loop or a worker thread, with plaintext."""
+        """waitress's flush calls this with plaintext, on the loop or a worker thread;
+        0 means nothing was taken (the client is not reading)."""
         if self.server.tls is None:
             sent: int = super().send(data, do_close)
             return sent
         with self._lock:
-            pushed = self._push()
-            if pushed and len(self._cipher) < CIPHER_HIGH_WATER and self._tls is not None:
+            taken = 0
+            if (pushed := self._push()) and len(self._cipher) < CIPHER_HIGH_WATER:
                 try:
-                    self._tls.write(data)
+                    taken = self._tls.write(data) if self._tls else 0
+                    pushed = self._push()
                 except ssl.SSLError:
                     pushed = False
-                else:
-                    pushed = self._push()
-        if not pushed:
-            if do_close:
-                self.close_now()
-            return 0
-        return len(data) if len(self._cipher) < CIPHER_HIGH_WATER + len(data) else 0
+        if not pushed and do_close:
+            self.close_now()
+        return taken if pushed else 0
 
     def _push(self) -> bool:
         """Send what TLS has written; False if the socket is broken. Holds the lock."""
