@@ -77,7 +77,7 @@ class ServerConfig:
             raise ConfigError("shutdown delay must not be negative")
         if self.max_connections < 0:
             raise ConfigError("max connections must not be negative")
-        if problems := self.edge.problems():
+        if problems := edge_problems(self.edge):
             raise ConfigError(problems[0])
 
     @property
@@ -99,3 +99,20 @@ class ServerConfig:
         for what, path in (("certificate", self.tls_cert), ("key", self.tls_key)):
             if not path.is_file():
                 raise ConfigError(f"TLS {what} file {str(path)!r} does not exist")
+
+
+def edge_problems(limits: EdgeLimits) -> list[str]:
+    """What is wrong with the edge's limits, in the words of the flags that set them."""
+    found = [
+        f"{name.replace('_', ' ')} must be greater than 0"
+        for name in ("handshake_timeout", "header_timeout", "request_timeout", "idle_timeout")
+        if getattr(limits, name) <= 0
+    ]
+    for name in ("max_header_bytes", "max_body_bytes", "min_request_rate"):
+        if getattr(limits, name) < 1:
+            found.append(f"{name.replace('_', ' ')} must be at least 1")
+    if limits.max_buffered_bytes < limits.max_body_bytes:
+        found.append("max buffered bytes must be at least max body bytes (one whole body)")
+    if limits.max_connections is not None and limits.max_connections < 1:
+        found.append("max connections must be at least 1")
+    return found

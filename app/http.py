@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response, request
@@ -35,17 +35,18 @@ from app.metrics import Metrics
 MUTATE_PATH = "/mutate"
 HEALTHZ_PATH = "/healthz"
 READYZ_PATH = "/readyz"
-# What the front lets through on the TLS port, compared with the request target as
-# sent (query aside): "/metrics#x", "/%6Detrics" or "http://a/metrics" are not these
+# What the TLS port serves (see `only`), compared with the request target as sent
+# (query aside): "/metrics#x", "/%6Detrics" or "http://a/metrics" are not these
 # bytes, though Flask would route them to /metrics.
 ADMISSION_PATHS = (MUTATE_PATH, HEALTHZ_PATH, READYZ_PATH)
-# Served on the plain-HTTP metrics port only (the front routes it).
+# Served on the plain-HTTP metrics port only (see `only`).
 METRICS_PATH = "/metrics"
 
 log = logging.getLogger("pod_labeler.http")
 
 # Returns None when ready, otherwise why not (shown in the /readyz body).
 Readiness = Callable[[], str | None]
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def _always_ready() -> str | None:
@@ -103,6 +104,22 @@ def create_app(
         return _json(500, errored(500, InternalServerError.description))
 
     return app
+
+
+def only(paths: Iterable[str], app: WSGIApp) -> WSGIApp:
+    """`app` for these request targets as sent (query aside), JSON 404 for the rest:
+    each port serves its own paths from the one Flask app."""
+    allowed = frozenset(paths)
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_URI", "").partition("?")[0] in allowed:
+            return app(environ, start_response)
+        body = json.dumps(errored(404, "not found")).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        start_response("404 Not Found", headers)
+        return [body]
+
+    return serve
 
 
 class MutateView:

@@ -10,20 +10,18 @@ the workers. `serve` adds the signal handling for `main`. Every step has a timeo
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
-from waitress.adjustments import Adjustments
 from waitress.task import ThreadedTaskDispatcher
 
-from app.admission.responses import errored
 from app.certificates import CertificateWatcher
 from app.config import ConfigError, ServerConfig
 from app.edge.limits import (
@@ -35,15 +33,13 @@ from app.edge.limits import (
     read_memory_limit,
 )
 from app.edge.listener import Listener, run
-from app.http import ADMISSION_PATHS, METRICS_PATH, create_app
+from app.http import ADMISSION_PATHS, METRICS_PATH, create_app, only
 from app.logs import fields
 from app.metrics import Metrics
 
 log = logging.getLogger("pod_labeler.serving")
 
-# How long waitress's loop and workers get to stop once the connections are closed.
-STOP_TIMEOUT = 5.0
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+STOP_TIMEOUT = 5.0  # for waitress's workers and loop, once the connections are closed
 
 
 class WebhookServer:
@@ -59,16 +55,13 @@ class WebhookServer:
             interval=config.cert_reload_interval,
             metrics=self.metrics,
         )
-        self._draining = False
-        self._stopped = False
-        self._started = False
+        self._draining = self._stopped = self._started = False
         self._map: dict[int, Any] = {}  # waitress's socket map: one loop for both ports
         self._listeners: list[Listener] = []
         self._budget = ByteBudget(config.edge.max_buffered_bytes)
-        self._dispatcher = ThreadedTaskDispatcher()
+        self._dispatcher = ThreadedTaskDispatcher()  # waitress's worker threads
         self._loop: threading.Thread | None = None
-        self.address: tuple[str, int] = ("", 0)
-        self.metrics_address: tuple[str, int] = ("", 0)
+        self.address = self.metrics_address = ("", 0)
 
     def start(self) -> None:
         """Start serving; raises `ConfigError` (e.g. `CertificateError`) if it cannot."""
@@ -80,89 +73,58 @@ class WebhookServer:
 
     def _start(self) -> None:
         self.certificates.load()
-        limits = self.config.edge
+        config, limits = self.config, self.config.edge
         soft, hard = raise_open_files_limit()
-        memory_limit = read_memory_limit()
-        max_connections = connection_limit(
-            soft, limits.max_connections, memory_limit, limits.max_buffered_bytes
-        )
-        admission = _listen(self.config.host, self.config.port)
-        metrics = _listen(self.config.metrics_host, self.config.metrics_port)
+        memory = read_memory_limit()
+        most = connection_limit(soft, limits.max_connections, memory, limits.max_buffered_bytes)
+        admission = _listen(config.host, config.port)
+        metrics = _listen(config.metrics_host, config.metrics_port)
         self.address, self.metrics_address = admission.getsockname()[:2], metrics.getsockname()[:2]
         app = create_app(
-            self.config.policy,
+            config.policy,
             self.metrics,
             max_body_bytes=limits.max_body_bytes,
             readiness=self._readiness,
         )
         # "Task queue depth is N" at WARNING for every queued request: noise under load.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-        self._dispatcher.set_thread_count(self.config.threads)
+        self._dispatcher.set_thread_count(config.threads)
+        shared: dict[str, Any] = {
+            "limits": limits,
+            "budget": self._budget,
+            "on_close": self._closed,
+        }
+        shared |= {"map": self._map, "dispatcher": self._dispatcher}
         self._listeners = [
-            self._listener(only(ADMISSION_PATHS, app), admission, max_connections, tls=True),
-            self._listener(only((METRICS_PATH,), app), metrics, METRICS_CONNECTIONS, tls=False),
+            Listener(only(ADMISSION_PATHS, app), admission, most, self._context, **shared),
+            Listener(only((METRICS_PATH,), app), metrics, METRICS_CONNECTIONS, None, **shared),
         ]
-        self.metrics.open_connections.set_function(
-            lambda: sum(len(listener.active_channels) for listener in self._listeners)
-        )
-        self._loop = threading.Thread(
-            target=run, args=(self._map, self._listeners), name="waitress", daemon=True
-        )
+        self.metrics.open_connections.set_function(self._open_connections)
+        self._loop = threading.Thread(target=run, args=(self._map, self._listeners))
+        self._loop.name, self._loop.daemon = "waitress", True
         self._loop.start()
         self.certificates.start()
         self._started = True
-        log.info(
-            "serving",
-            extra=fields(
-                host=self.address[0],
-                port=self.address[1],
-                metrics_port=self.metrics_address[1],
-                labels=self.config.policy.as_dict(),
-                overwrite=self.config.policy.overwrite,
-                threads=self.config.threads,
-                open_files_soft=soft,
-                open_files_hard=hard,
-                memory_limit_bytes=memory_limit,
-                max_connections=max_connections,
-            ),
+        serving = fields(
+            host=self.address[0],
+            port=self.address[1],
+            metrics_port=self.metrics_address[1],
+            labels=config.policy.as_dict(),
+            overwrite=config.policy.overwrite,
+            threads=config.threads,
+            open_files_soft=soft,
+            open_files_hard=hard,
+            memory_limit_bytes=memory,
+            max_connections=most,
         )
+        log.info("serving", extra=serving)
 
-    def _listener(
-        self, app: WSGIApp, sock: socket.socket, max_connections: int, *, tls: bool
-    ) -> Listener:
-        limits = self.config.edge
-        adjustments = Adjustments(
-            # waitress refuses at equality: one more byte than the largest we take.
-            max_request_header_size=limits.max_header_bytes + 1,
-            max_request_body_size=limits.max_body_bytes + 1,
-            # Above the largest request: a body is never spooled to a temporary file.
-            inbuf_overflow=limits.max_body_bytes + limits.max_header_bytes + 1,
-            url_scheme="https" if tls else "http",
-            # Trust no X-Forwarded-* header: no proxy is in front of us.
-            trusted_proxy=None,
-            clear_untrusted_proxy_headers=True,
-            ident="pod-labeler",
-            backlog=4096,
-            log_socket_errors=False,  # a client going away is not an error of ours
-        )
-        # waitress's idle timeout (its maintenance closes idle channels); set after
-        # parsing, which would round it to whole seconds.
-        adjustments.channel_timeout = limits.idle_timeout
-        return Listener(
-            app,
-            sock,
-            tls=(lambda: self.certificates.context) if tls else None,
-            limits=limits,
-            max_connections=max_connections,
-            budget=self._budget,
-            on_close=lambda reason: (
-                self.metrics.connections_closed.labels(reason=reason).inc() if reason else None
-            ),
-            takes_bodies=tls,
-            map=self._map,
-            dispatcher=self._dispatcher,
-            adj=adjustments,
-        )
+    def _context(self) -> ssl.SSLContext:
+        return self.certificates.context  # a renewed pair serves the next handshake
+
+    def _closed(self, reason: str) -> None:
+        if reason:  # the server closed it (idle, timeout, shed, refused, handshake)
+            self.metrics.connections_closed.labels(reason=reason).inc()
 
     def buffered_bytes(self) -> int:
         """Bytes of the budget for large bodies reserved now (app.edge.limits.ByteBudget)."""
@@ -190,34 +152,32 @@ class WebhookServer:
         return drained
 
     def _drain(self, timeout: float) -> bool:
-        """Stop accepting; wait for the open connections to finish; cut what is left.
-        Those still in their handshake may finish it: a TLS 1.3 client may have sent
-        its request behind its Finished message. Each gets its answer, with
-        `Connection: close`, or its deadline."""
-        self._on_loop(lambda: _each(listener.close for listener in self._listeners))
+        """Stop accepting and let open exchanges finish (a connection still in its
+        handshake may have its request behind it); then cut what is left, and stop
+        the workers and the loop (it ends once its map is empty)."""
+        self._on_loop(*(listener.close for listener in self._listeners))
         deadline = time.monotonic() + timeout
         while self._open_connections() and time.monotonic() < deadline:
             time.sleep(0.05)
         drained = not self._open_connections()
-        self._on_loop(self._close_connections)
+        self._on_loop(*(channel.close_now for channel in self._channels()))
         self._dispatcher.shutdown(timeout=STOP_TIMEOUT)
-        # waitress's loop ends once its map is empty: the triggers are all that is left.
-        self._on_loop(lambda: _each(listener.trigger.close for listener in self._listeners))
+        self._on_loop(*(listener.trigger.close for listener in self._listeners))
         assert self._loop is not None
         self._loop.join(STOP_TIMEOUT)
         return drained
 
-    def _on_loop(self, call: Callable[[], object]) -> None:
-        """Run `call` on waitress's loop thread (its loop is not thread-safe)."""
-        self._listeners[0].trigger.pull_trigger(call)
+    def _on_loop(self, *calls: Callable[[], object]) -> None:
+        """Run `calls` on waitress's loop thread (its loop is not thread-safe)."""
+        self._listeners[0].trigger.pull_trigger(lambda: [call() for call in calls])
+
+    def _channels(self) -> list[Any]:
+        return [
+            channel for each in self._listeners for channel in list(each.active_channels.values())
+        ]
 
     def _open_connections(self) -> int:
         return sum(len(listener.active_channels) for listener in self._listeners)
-
-    def _close_connections(self) -> None:
-        for listener in self._listeners:
-            for channel in list(listener.active_channels.values()):
-                channel.close_now()
 
     def __enter__(self) -> WebhookServer:
         self.start()
@@ -229,53 +189,21 @@ class WebhookServer:
     def _readiness(self) -> str | None:
         if self._draining:
             return "shutting down"
-        if not self.certificates.loaded:
-            return "no certificate loaded"
-        return None
-
-
-def _each(calls: Iterable[Callable[[], object]]) -> None:
-    for call in calls:
-        call()
-
-
-def only(paths: Iterable[str], app: WSGIApp) -> WSGIApp:
-    """`app` for these request targets, compared as sent (query aside); 404 otherwise:
-    "/metrics#x", "/%6Detrics" or "http://a/metrics" are not "/metrics", though Flask
-    would route them there."""
-    allowed = frozenset(paths)
-
-    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_URI", "").partition("?")[0] in allowed:
-            return app(environ, start_response)
-        encoded = json.dumps(errored(404, "not found")).encode()
-        start_response(
-            "404 Not Found",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(encoded)))],
-        )
-        return [encoded]
-
-    return serve
+        return None if self.certificates.loaded else "no certificate loaded"
 
 
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    dualstack = host == "::" and socket.has_dualstack_ipv6()  # IPv4 too, for dual-stack Pods
     try:
-        listening = socket.create_server(
-            (host, port),
-            family=family,
-            backlog=4096,
-            # "::" then also takes IPv4, as a Pod in a dual-stack cluster needs.
-            dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6(),
-        )
+        sock = socket.create_server((host, port), family=family, dualstack_ipv6=dualstack)
     except OSError as error:
         raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
-    # Accepted connections inherit these, before their handshake. What a client does
-    # not read and what it sends while paused wait in kernel buffers that count against
-    # the Pod's memory like ours; Linux would let each grow to megabytes.
-    listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
-    listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
-    return listening
+    # Accepted sockets inherit these. What a client does not read, and what it sends
+    # while it waits, sit in kernel buffers that count against the Pod's memory.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    return sock
 
 
 def serve(config: ServerConfig) -> int:

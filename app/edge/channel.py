@@ -1,30 +1,27 @@
 """One connection: waitress's own HTTP channel, with TLS run through memory BIOs.
 
-waitress parses every request (it is the only HTTP parser); this channel only moves
-bytes between the socket and waitress, through an `ssl.SSLObject` on the TLS port,
-and reads waitress's parser state to know how far each request has got. Its states:
+waitress is the only HTTP parser. This channel moves bytes between the socket and
+waitress (through an `ssl.SSLObject` on the TLS port) and reads waitress's parser
+state to know how far a request has got. Its states, checked by the listener's sweep:
 
-    HANDSHAKE  TLS not done yet (the TLS port only); deadline: handshake_timeout
-    IDLE       no request; waitress's channel_timeout closes it (idle_timeout)
-    ARRIVING   a request partly read (`self.request`): each header_timeout window it
-               must bring min_request_rate bytes a second (the head must be whole by
-               the first window's end), or it gets 408; a large body first waits,
-               unread, for its share of the byte budget (WAITING)
-    BUSY       a request is whole (`self.requests`) or its answer is being sent: never
-               shed; the exchange must end within request_timeout of its first byte
-    LINGER     waitress closed it: the answer is flushed, the write side shut, and
-               what the client still sends is dropped, briefly, so that it reads our
-               answer rather than a reset (Go's server does the same)
+    HANDSHAKE  TLS not done (the TLS port only): closed at handshake_timeout
+    IDLE       no request: waitress's channel_timeout (idle_timeout) closes it
+    ARRIVING   `self.request` partly read: each header_timeout window it must bring
+               min_request_rate bytes a second, its head whole by the first window's
+               end, or it gets 408. A large body first waits, unread, for its share
+               of the byte budget (WAITING).
+    BUSY       `self.requests` whole, or its answer not sent yet: never shed; ends
+               within request_timeout of the request's first byte, or is closed
+    LINGER     answered and closing: the write side is shut and what the client
+               still sends is dropped, briefly, so it reads our answer, not a reset
 
-A request followed by a half-close is still answered (`_peer_done`), and waitress's
-channel, the parser and the tasks are subclassed only through their documented hooks
-(`parser_class`, `task_class`, `error_task_class`, `send`, `handle_read`, ...).
+waitress's classes are extended only through their hooks (`parser_class`,
+`task_class`, `send`, `received`, `handle_read`, ...).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import socket
@@ -35,10 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
-from waitress.task import ErrorTask, WSGITask
-from waitress.utilities import BadRequest, RequestEntityTooLarge
+from waitress.task import WSGITask
+from waitress.utilities import BadRequest
 
-from app.admission.responses import errored
 from app.logs import fields
 
 if TYPE_CHECKING:
@@ -46,17 +42,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pod_labeler.edge")
 
-# Ciphertext read from the socket at a time: one full TLS record.
-READ_BYTES = 16 * 1024
-# Ciphertext waiting for the socket before waitress is told nothing was sent.
+READ_BYTES = 16 * 1024  # ciphertext per read: one full TLS record
+# Ciphertext waiting for the socket, past which waitress is told nothing was sent.
 CIPHER_HIGH_WATER = 64 * 1024
-# Ciphertext in a row with no plaintext in it (KeyUpdates, empty records): a flood
-# of records that cost CPU and bring no request.
+# Ciphertext in a row with no plaintext (KeyUpdates, empty records): CPU, no request.
 MAX_DRY_CIPHERTEXT = 64 * 1024
-# What a client may still send after our answer before the connection is closed.
-LINGER_BYTES = 256 * 1024
-
-
+LINGER_BYTES = 256 * 1024  # what a client may still send after our closing answer
 _NO_BIO = ssl.MemoryBIO()
 
 
@@ -66,9 +57,8 @@ class RequestTimeout(BadRequest):  # type: ignore[misc]
 
 
 class Parser(HTTPRequestParser):  # type: ignore[misc]
-    """waitress's parser, with the answers it lacks for three malformed requests."""
+    """waitress's parser, with an answer for three requests it mishandles."""
 
-    takes_bodies = True
     body_rcv: Any
 
     def parse_header(self, header_plus: bytes) -> None:
@@ -77,18 +67,9 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
         except ValueError as error:  # int() refuses more than 4,300 digits
             raise ParsingError("Content-Length is invalid") from error
         if self.version == "1.0" and "TRANSFER_ENCODING" in self.headers:
-            # RFC 9112 6.1: the framing of such a message is faulty.
-            raise ParsingError("Transfer-Encoding is not allowed in HTTP/1.0")
+            raise ParsingError("Transfer-Encoding in HTTP/1.0")  # RFC 9112 6.1: faulty
         if self.body_rcv is None:
-            # Nothing to continue: waitress would answer 100 and wait for a body.
-            self.expect_continue = False
-        elif not self.takes_bodies:
-            self.body_rcv = None
-            self.error = RequestEntityTooLarge("this port takes no request body")
-
-
-class BodilessParser(Parser):
-    takes_bodies = False
+            self.expect_continue = False  # else waitress answers 100 and waits for a body
 
 
 class Task(WSGITask):  # type: ignore[misc]
@@ -113,63 +94,44 @@ class Task(WSGITask):  # type: ignore[misc]
         self.channel.write_soon(head + data if self.has_body else head)
 
 
-class ErrorAnswer(ErrorTask):  # type: ignore[misc]
-    """waitress's error answers (400, 408, 413, 431, 501) as JSON, like the app's."""
-
-    def execute(self) -> None:
-        error = self.request.error
-        body = json.dumps(errored(error.code, error.body)).encode()
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.channel.reason = "timeout" if error.code == 408 else "refused"
-        log.info("request refused", extra=fields(code=error.code, error=error.body))
-        self.write(body)
-
-
 class Channel(HTTPChannel):  # type: ignore[misc]
     parser_class = Parser
     task_class = Task
-    error_task_class = ErrorAnswer
     server: Listener
-    request: Any  # waitress's parser of the request being read, if any
+    request: Any  # waitress's parser of the request being read
     requests: list[Any]  # whole requests, being answered
     sent_continue: bool
+    will_close: bool
 
     def __init__(self, server: Listener, sock: socket.socket, addr: Any, adj: Any, **kw: Any):
         super().__init__(server, sock, addr, adj, **kw)
-        now = time.time()
         self.reason = ""  # why the server closed it, for the metrics
         self._tls: ssl.SSLObject | None = None  # made at the first byte, with its BIOs
         self._incoming = self._outgoing = _NO_BIO
         self._handshaken = server.tls is None
-        self._lock = threading.Lock()  # the SSLObject: the loop reads, workers write
+        self._lock = threading.Lock()  # for the SSLObject: the loop reads, workers write
         self._cipher = bytearray()  # ciphertext the socket has not taken yet
-        self._dry = 0
-        self._taken = 0  # plaintext bytes given to waitress
-        self._window = (now, 0)  # (start, _taken then): the rate's current window
-        self._since = now  # when the current exchange (or idle time) began
-        self._busy = False
+        self._dry = self._taken = 0  # _taken: plaintext bytes given to waitress
+        self._window: tuple[float, int] = (self.creation_time, 0)  # (start, _taken then)
+        self._since = self.creation_time  # when this exchange (or idle time) began
         self._reserved = 0  # bytes of the byte budget this request holds
         self._held = b""  # plaintext after a whole request, until it is answered
-        self._waiting = False
-        self._peer_done = False  # the client half-closed after a whole request
-        self._linger_until = 0.0
-        self._linger_left = 0
-        self._closed = False
+        self._busy = self._waiting = self._peer_done = self._closed = False
+        self._linger_until, self._linger_left = 0.0, LINGER_BYTES
 
-    # -- reading ----------------------------------------------------------------
+    @property
+    def _answering(self) -> bool:
+        return bool(self.requests or self.total_outbufs_len or self._cipher)
+
+    # -- reading ---------------------------------------------------------------------
 
     def readable(self) -> bool:
         if self._linger_until:
             return True
-        if self._peer_done:
-            if not (self.requests or self.total_outbufs_len or self._cipher):
-                self.will_close = True  # answered: now close
+        if self._peer_done:  # half-closed: close once the answer is out
+            self.will_close = self.will_close or not self._answering
             return False
-        readable: bool = super().readable()
-        return readable and not self._waiting and not self._cipher
+        return bool(super().readable()) and not (self._waiting or self._cipher)
 
     def handle_read(self) -> None:
         try:
@@ -177,36 +139,27 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self.close_now()
-            return
+            data = b""
         if self._linger_until:
             self._linger_left -= len(data)
             if not data or self._linger_left <= 0:
                 self.close_now()
-            return
-        if not data:
+        elif not data:
             self._peer_closed()
-            return
-        if self.server.tls is None:
+        elif self.server.tls is None:
             self._take(data)
-            return
-        plaintext, ended = self._decrypt(data)
-        if plaintext:
-            self._take(plaintext)
-        if ended:
-            self._peer_closed()
+        else:
+            self._decrypt(data)
 
-    def _decrypt(self, data: bytes) -> tuple[bytes, bool]:
-        """The plaintext in `data`, and whether the TLS session ended."""
+    def _decrypt(self, data: bytes) -> None:
         chunks: list[bytes] = []
-        failed: ssl.SSLError | None = None
+        ended: ssl.SSLError | None = None
         with self._lock:
             if self._tls is None:
                 assert self.server.tls is not None
                 self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-                self._tls = self.server.tls().wrap_bio(
-                    self._incoming, self._outgoing, server_side=True
-                )
+                context = self.server.tls()
+                self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
             self._incoming.write(data)
             try:
                 if not self._handshaken:
@@ -217,31 +170,34 @@ class Channel(HTTPChannel):  # type: ignore[misc]
                     chunks.append(chunk)
             except ssl.SSLWantReadError:
                 pass
-            except ssl.SSLError as error:  # SSLZeroReturnError: close_notify
-                failed = error
+            except ssl.SSLError as error:  # SSLZeroReturnError: the client's close_notify
+                ended = error
             pushed = self._push()
         self._dry = 0 if chunks else self._dry + len(data)
-        if not pushed or self._dry > MAX_DRY_CIPHERTEXT or (failed and not self._handshaken):
-            if not self._handshaken:
-                log.debug("handshake failed", extra=fields(peer=self.addr, error=str(failed)))
-            self.reason = self.reason or "handshake"
-            self.close_now()
-            return b"", False
-        return b"".join(chunks), failed is not None
+        if not pushed or self._dry > MAX_DRY_CIPHERTEXT or (ended and not self._handshaken):
+            log.debug("TLS failed", extra=fields(peer=self.addr, error=str(ended)))
+            self.close_now("" if self._handshaken else "handshake")
+            return
+        if chunks:
+            self._take(b"".join(chunks))
+        if ended:
+            self._peer_closed()
 
     def _take(self, data: bytes) -> None:
-        """Give plaintext to waitress's parser; note when a new request begins."""
         now = time.time()
         if self.request is None and not self.requests:
-            self._enter(now)
+            self._enter(now)  # a new request begins
         self._taken += len(data)
         self.last_activity = now
         self.received(data)
         request = self.request
         if request is not None and request.headers_finished and not self._reserved:
-            self._reserve(request)
-        if self.requests:
-            self._busy = True
+            limits = self.server.limits
+            size = limits.max_body_bytes if request.chunked else request.content_length
+            if size > limits.small_body_bytes:  # a large body: reserve it, or wait
+                self._reserved = size
+                self._waiting = not self.server.budget.reserve(size, self._granted)
+        self._busy = self._busy or bool(self.requests)
 
     def received(self, data: bytes) -> bool:
         """waitress's own `received`, except that it stops after one whole request and
@@ -260,36 +216,21 @@ class Channel(HTTPChannel):  # type: ignore[misc]
                     self.send_continue()
                 if request.completed:
                     self.sent_continue, self.request = False, None
+                    if request.error:  # waitress answers it (400, 408, 413, 431, 501)
+                        self.reason = "timeout" if request.error.code == 408 else "refused"
+                        log.info("request refused", extra=fields(error=str(request.error.body)))
                     if not request.empty:
                         self.requests.append(request)
                         self.server.add_task(self)
             self._held = data
         return True
 
-    def _answered(self) -> None:
-        """On the loop, once a request is answered: give back its memory, and go on
-        with a request held behind it once its answer is out."""
-        if self._reserved and not self._waiting:
-            self.server.budget.release(self._reserved)
-            self._reserved = 0
-        if self._held and not (self.requests or self.total_outbufs_len or self._cipher):
-            self.received(b"")
-
-    def _reserve(self, request: Any) -> None:
-        limits = self.server.limits
-        size = limits.max_body_bytes if request.chunked else request.content_length
-        if size > limits.small_body_bytes and not self._waiting:
-            if self.server.budget.reserve(size, self._granted):
-                self._reserved = size
-            else:
-                self._reserved, self._waiting = size, True
-
     def _granted(self) -> None:
         self._waiting = False
         self._window = (time.time(), self._taken)
 
     def _peer_closed(self) -> None:
-        """The client sent EOF: answer a whole request first, else close now."""
+        """EOF from the client: a whole request is still answered (a half-close)."""
         if self.requests or self.total_outbufs_len:
             self._peer_done = True
         else:
@@ -300,7 +241,16 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         if self._reserved or self._held:
             self.server.trigger.pull_trigger(self._answered)
 
-    # -- writing ------------------------------------------------------------------
+    def _answered(self) -> None:
+        """On the loop, once a request is answered: give back its share of the budget,
+        and go on with what was held behind it once the answer is out."""
+        if self._reserved and not self._waiting:
+            self.server.budget.release(self._reserved)
+            self._reserved = 0
+        if self._held and not self._answering:
+            self.received(b"")
+
+    # -- writing ---------------------------------------------------------------------
 
     def send(self, data: bytes, do_close: bool = True) -> int:
         """waitress's flush calls this with plaintext, on the loop or a worker thread;
@@ -326,20 +276,16 @@ class Channel(HTTPChannel):  # type: ignore[misc]
             self._cipher += self._outgoing.read()
         while self._cipher:
             try:
-                sent = self.socket.send(self._cipher)
+                del self._cipher[: self.socket.send(self._cipher)]
             except (BlockingIOError, InterruptedError):
                 return True
             except OSError:
                 self._cipher.clear()
                 return False
-            del self._cipher[:sent]
         return True
 
     def writable(self) -> bool:
-        if self._linger_until:
-            return bool(self._cipher)
-        writable: bool = super().writable()
-        return writable or bool(self._cipher)
+        return not self._linger_until and bool(super().writable() or self._cipher)
 
     def handle_write(self) -> None:
         if self._cipher:
@@ -347,21 +293,17 @@ class Channel(HTTPChannel):  # type: ignore[misc]
                 pushed = self._push()
             if not pushed:
                 self.close_now()
-                return
-            if self._cipher or self._linger_until:
-                if self._linger_until and not self._cipher:
-                    self._shut_write()
+            if not pushed or self._cipher:
                 return
         super().handle_write()
         if self._held:
             self._answered()
 
-    # -- closing --------------------------------------------------------------------
+    # -- closing ---------------------------------------------------------------------
 
     def handle_close(self) -> None:
-        """waitress closes a channel here: after an answer that closes it (linger),
-        or on a socket error (at once)."""
-        if self.will_close and not self._linger_until and self.socket is not None:
+        """waitress closes here: after a closing answer (then linger), or on an error."""
+        if self.will_close and self.socket is not None and not self._linger_until:
             self._linger()
         elif not self._linger_until:
             self.close_now()
@@ -370,40 +312,34 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         if not self.reason and self.last_activity < time.time() - self.adj.channel_timeout:
             self.reason = "idle"
         self._linger_until = time.time() + self.server.limits.drain_idle_timeout
-        self._linger_left = LINGER_BYTES
-        if self._tls is not None and self._handshaken:
-            with self._lock:
+        with self._lock:
+            if self._tls is not None and self._handshaken:
                 with contextlib.suppress(ssl.SSLError, ValueError):
                     self._tls.unwrap()  # close_notify
-                if not self._push():
-                    self.close_now()
-                    return
-        if not self._cipher:
-            self._shut_write()
-
-    def _shut_write(self) -> None:
+            self._push()
+            self._cipher.clear()  # only a client that does not read loses anything here
         try:
             self.socket.shutdown(socket.SHUT_WR)
         except OSError:
             self.close_now()
 
     def close_now(self, reason: str = "") -> None:
-        """Close at once, on the loop's thread."""
+        """Close at once (on the loop's thread), giving back what it held."""
         if self._closed:
             return
-        self._closed = True
-        self.reason = self.reason or reason
-        self.server.budget.forget(self._granted)
-        self._waiting, self._held = False, b""
+        self._closed, self.reason = True, self.reason or reason
+        if self._waiting:  # never granted: nothing to give back
+            self.server.budget.forget(self._granted)
+            self._reserved, self._waiting = 0, False
+        self._held = b""
         self._answered()
         self.server.on_close(self.reason)
         super().handle_close()
 
-    # -- deadlines and shedding, from the listener's sweep ------------------------------
+    # -- deadlines and shedding, from the listener's sweep -----------------------------
 
     def _enter(self, now: float) -> None:
-        self._since = now
-        self._window = (now, self._taken)
+        self._since, self._window = now, (now, self._taken)
 
     def sweep(self, now: float) -> None:
         """Close or answer what is past its deadline (see the states above)."""
@@ -414,46 +350,46 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         elif not self._handshaken:
             if now - self.creation_time >= limits.handshake_timeout:
                 self.close_now("handshake")
-        elif self.requests or self.total_outbufs_len or self._cipher or self._waiting:
+        elif self._answering or self._waiting:
             self._busy = True
             if now - self._since >= limits.request_timeout:
                 self.close_now("timeout")
-        elif self._busy:  # the answer is out: idle, or a pipelined request arriving
+        elif self._busy:  # the answer is out: idle, or a request held behind it arriving
             self._busy = False
             self._enter(now)
         elif self.request is None:
             drained = self.server.draining and now - self._since >= limits.drain_idle_timeout
             if drained and not self._bytes_waiting():
-                self.reason = "idle"
-                self.will_close = True
+                self.reason, self.will_close = "idle", True
         elif now - self._window[0] >= limits.header_timeout:
-            self._check_rate(now)
+            start, taken = self._window
+            wanted = limits.min_request_rate * (now - start)
+            if self.request.headers_finished and self._taken - taken >= wanted:
+                self._window = (now, self._taken)
+            else:
+                self._too_slow()
 
-    def _check_rate(self, now: float) -> None:
-        start, taken = self._window
-        wanted = self.server.limits.min_request_rate * (now - start)
-        if self.request.headers_finished and self._taken - taken >= wanted:
-            self._window = (now, self._taken)
-            return
+    def _too_slow(self) -> None:
+        """Answer 408 through waitress, as its parser answers its own errors."""
         what = "body" if self.request.headers_finished else "head"
         with self.requests_lock:
             request, self.request = self.request, None
             request.error = RequestTimeout(f"the request {what} did not arrive in time")
             request.completed = True
             self.requests.append(request)
-        self._busy = True
+        self._busy, self.reason = True, "timeout"
         self.server.add_task(self)
 
     def _bytes_waiting(self) -> bool:
-        """A request may be in the kernel's buffer: then the connection is not idle."""
+        """A request may be in the kernel's buffer: then it is not idle (drain race)."""
         try:
             return bool(self.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
         except OSError:
             return False
 
     def behind(self, now: float) -> float:
-        """Seconds this connection is behind min_request_rate in its current window:
-        the largest is the slowest to send its request, shed first at the limit."""
+        """Seconds behind min_request_rate in the current window: the connection
+        furthest behind is the slowest to send its request, shed first at the limit."""
         if self._linger_until:
             return math.inf
         start, taken = self._window
@@ -461,5 +397,5 @@ class Channel(HTTPChannel):  # type: ignore[misc]
 
     @property
     def sheddable(self) -> bool:
-        """Anything but a connection whose request is whole or waits for the budget."""
+        """Not a connection whose request is whole, nor one waiting for the budget."""
         return not (self.requests or self.total_outbufs_len or self._waiting)

@@ -1,6 +1,6 @@
-"""The edge's limits: its timeouts, sizes and rates, the connection limit sized from
-the open-files and memory limits, and the budget of memory for large request bodies.
-No I/O but `raise_open_files_limit`, which sets the process's own limit."""
+"""The edge's limits: timeouts, sizes and the minimum rate, the connection limit
+sized from the open-files and memory limits, and the budget for large bodies. No I/O
+but reading the cgroup's memory limit and raising the process's open-files limit."""
 
 from __future__ import annotations
 
@@ -11,80 +11,48 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MiB = 1024 * 1024
-# Each connection is one socket: TLS ends in waitress's own channel.
-FILES_PER_CONNECTION = 1
+FILES_PER_CONNECTION = 1  # its socket: TLS ends in waitress's own channel
 # Listening sockets, waitress's trigger pipes, the metrics port's connections,
 # certificate reads, logs, the interpreter's own files, with room to spare.
 RESERVED_FILES = 64
-# When the hard limit is unlimited, do not ask the kernel for more than this.
-OPEN_FILES_CEILING = 1 << 20
-# Connections the plain-HTTP metrics port takes, beside (not out of) the admission
-# port's limit: Prometheus scrapes with one.
+OPEN_FILES_CEILING = 1 << 20  # asked for when the hard limit is unlimited
+# The plain-HTTP metrics port's own connection limit (Prometheus scrapes with one).
 METRICS_CONNECTIONS = 8
-# What one connection may cost in memory, beside the byte budget: its TLS state and
-# waitress channel (an idle TLS connection measures about 40 KiB, see docs/edge.md),
-# a small request held whole (a head up to 16 KiB and a body up to 64 KiB, which the
-# byte budget does not count), and up to 64 KiB of kernel socket buffers
-# (SOCKET_BUFFER_BYTES, doubled, each way), which the Pod's cgroup is charged for too.
+# One connection's memory beside the byte budget: its TLS state and waitress channel
+# (about 40 KiB measured when idle), a small request held whole (a 16 KiB head and a
+# 64 KiB body, which the budget does not count), and up to 64 KiB of kernel socket
+# buffers (SOCKET_BUFFER_BYTES, doubled, each way), charged to the Pod's cgroup too.
 MEMORY_PER_CONNECTION = 224 * 1024
 # Each connection's kernel send and receive buffers (Linux doubles the figure and
-# stops tuning it): a review or its answer is a few KB, and a 3 MiB body still
-# arrives in a few hundred windows.
+# stops tuning it): a review or its answer is a few KB.
 SOCKET_BUFFER_BYTES = 16 * 1024
-# The interpreter, Flask, waitress and its threads, before any connection (about
-# 45 MiB measured), with room to spare.
+# The interpreter, Flask, waitress and its threads (about 45 MiB measured), and spare.
 BASE_MEMORY = 64 * MiB
-# Where cgroup v2 (then v1) tells a container its memory limit.
 CGROUP_MEMORY_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
 @dataclass(frozen=True)
 class EdgeLimits:
-    """Every timeout (seconds) and size (bytes) the edge enforces. README lists them."""
+    """Every timeout (seconds), size (bytes) and rate the edge enforces (docs/edge.md)."""
 
-    # The TLS handshake, from accept.
-    handshake_timeout: float = 5.0
-    # The whole request head, from its first byte (Go's ReadHeaderTimeout); also the
-    # window over which a request still arriving must keep `min_request_rate`.
+    handshake_timeout: float = 5.0  # TLS, from accept
+    # The whole head, from the request's first byte (Go's ReadHeaderTimeout); also the
+    # window over which a request still arriving must keep min_request_rate.
     header_timeout: float = 5.0
-    # Bytes per second a request still arriving must send, measured over each
-    # `header_timeout` window (Apache's mod_reqtimeout MinRate): a slower one gets 408.
+    # Bytes a second a request still arriving must bring (mod_reqtimeout's MinRate).
     min_request_rate: int = 16 * 1024
-    # The rest of the exchange, from the first byte of the request to the last of the
-    # response: the API server waits at most 30 s for a webhook, so this never cuts
-    # an exchange the API server still waits for.
+    # From a request's first byte to its answer's last: the API server waits 30 s at
+    # most, so this never cuts an exchange it still waits for.
     request_timeout: float = 30.0
-    # A kept-alive connection with no request (Go's IdleTimeout).
-    idle_timeout: float = 60.0
-    max_header_bytes: int = 16 * 1024
-    # The API server's own cap on a request body.
-    max_body_bytes: int = 3 * MiB
-    # Memory for large bodies (over `small_body_bytes`, or chunked), over all
-    # connections; each reserves its declared length whole when its head arrives,
-    # first come first served. Bodies are never written to disk.
+    idle_timeout: float = 60.0  # a kept-alive connection with no request (Go's IdleTimeout)
+    max_header_bytes: int = 16 * 1024  # the blank line included
+    max_body_bytes: int = 3 * MiB  # the API server's own cap on a request body
+    # Memory for bodies over small_body_bytes (or chunked) over all connections, each
+    # reserved whole from its head (see ByteBudget). Bodies never go to disk.
     max_buffered_bytes: int = 16 * MiB
-    # Bodies up to this size are small: the connection limit counts them, not the budget.
     small_body_bytes: int = 64 * 1024
-    # None: sized from the open-files and memory limits.
-    max_connections: int | None = None
-    # While draining, a kept-alive connection idle this long is closed.
-    drain_idle_timeout: float = 1.0
-
-    def problems(self) -> list[str]:
-        """What is wrong with these limits, in the words of the flags that set them."""
-        found = [
-            f"{name.replace('_', ' ')} must be greater than 0"
-            for name in ("handshake_timeout", "header_timeout", "request_timeout", "idle_timeout")
-            if getattr(self, name) <= 0
-        ]
-        for name in ("max_header_bytes", "max_body_bytes", "min_request_rate"):
-            if getattr(self, name) < 1:
-                found.append(f"{name.replace('_', ' ')} must be at least 1")
-        if self.max_buffered_bytes < self.max_body_bytes:
-            found.append("max buffered bytes must be at least max body bytes (one whole body)")
-        if self.max_connections is not None and self.max_connections < 1:
-            found.append("max connections must be at least 1")
-        return found
+    max_connections: int | None = None  # None: sized from the open-files and memory limits
+    drain_idle_timeout: float = 1.0  # while draining, a kept-alive connection idle this long
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -130,15 +98,10 @@ def read_memory_limit(files: tuple[str, ...] = CGROUP_MEMORY_FILES) -> int | Non
 
 
 class ByteBudget:
-    """Memory for large request bodies, over every connection.
-
-    A large body reserves its declared length whole when its head arrives (a chunked
-    one, the largest body allowed), first come first served: a connection that cannot
-    have its share waits, unread, until enough is released, so many large bodies at
-    once queue instead of each holding part of the budget and none finishing. Small
-    bodies (a Pod review is a few KB) never wait here. Used only from the event
-    loop's thread, so it needs no lock.
-    """
+    """Memory for large bodies. Each reserves its declared length (a chunked one, the
+    largest allowed) whole from its head, first come first served; one that does not
+    fit waits, unread, so large bodies queue instead of each holding part and none
+    finishing. Small bodies (a Pod review) never wait here. Loop thread only."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit

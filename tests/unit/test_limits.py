@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from app.config import edge_problems
 from app.edge.limits import (
     BASE_MEMORY,
     FILES_PER_CONNECTION,
@@ -66,7 +67,7 @@ def test_a_forgotten_waiter_is_not_granted() -> None:
     ],
 )
 def test_unusable_limits_are_named(changes: dict[str, float], problem: str) -> None:
-    problems = EdgeLimits(**changes).problems()  # type: ignore[arg-type]
+    problems = edge_problems(EdgeLimits(**changes))  # type: ignore[arg-type]
 
     assert any(found.startswith(problem) for found in problems), problems
 

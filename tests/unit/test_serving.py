@@ -157,11 +157,15 @@ def test_no_spelling_of_metrics_is_served_on_the_admission_port(
 
 
 @pytest.mark.parametrize(
-    "framing", ["Content-Length: 1000", "Transfer-Encoding: chunked"], ids=["length", "chunked"]
+    "framing",
+    ["Content-Length: 1000\r\n\r\n", "Transfer-Encoding: chunked\r\n\r\n5\r\n"],
+    ids=["length", "chunked"],
 )
-def test_the_metrics_port_refuses_a_body_from_the_head(server: WebhookServer, framing: str) -> None:
+def test_the_metrics_port_refuses_a_body_before_holding_any_of_it(
+    server: WebhookServer, framing: str
+) -> None:
     with socket.create_connection(server.metrics_address, timeout=5) as sock:
-        sock.sendall(f"POST /metrics HTTP/1.1\r\nHost: webhook\r\n{framing}\r\n\r\n".encode())
+        sock.sendall(f"POST /metrics HTTP/1.1\r\nHost: webhook\r\n{framing}".encode())
         response = http.client.HTTPResponse(sock)
         response.begin()
 
@@ -205,8 +209,9 @@ def test_a_malformed_review_gets_400_and_the_same_connection_serves_the_next(
 
 def test_a_body_over_the_cap_gets_413_and_the_next_request_is_served(connect: Connect) -> None:
     connection = connect()
+    connection.request("POST", "/mutate", body=b"x" * (64 * 1024 + 1))
 
-    assert post_review(connection, None, body=b"x" * (64 * 1024 + 1))[0] == 413
+    assert connection.getresponse().status == 413
     assert post_review(connection, build_review())[0] == 200
 
 
