@@ -14,8 +14,16 @@
 # slim image with pip, setuptools and wheel removed: it keeps the base's shell, but has
 # no compiler, no package installer, and nothing in it runs as root.
 
+# BASE: the image both stages start from. Releases and the kind workflow use this
+# default. `make up` passes a Debian bookworm base made locally with mmdebstrap
+# (LOCAL_BASE_IMAGE in versions.env), because no registry can be reached there: same
+# Python minor, same layout below /opt/venv and /app, but Debian's Python 3.11.2 at
+# /usr/bin rather than the official image's 3.11.17 at /usr/local/bin.
+ARG BASE=python:3.11.17-slim-trixie
+
 # ---- builder: the runtime dependencies, in a venv of their own -----------------------
-FROM python:3.11.17-slim-trixie AS builder
+# hadolint ignore=DL3006
+FROM ${BASE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -30,7 +38,8 @@ RUN python -m venv --without-pip /opt/venv \
     && python -m pip --python /opt/venv/bin/python check
 
 # ---- final: the server, as 65532 -------------------------------------------------
-FROM python:3.11.17-slim-trixie
+# hadolint ignore=DL3006
+FROM ${BASE}
 
 # Set by hack/kind-e2e.sh (and so CI) from the chart's appVersion and the git commit.
 ARG VERSION=0.3.0

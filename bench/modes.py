@@ -23,8 +23,8 @@ baseline with them:
     Expected within noise of "no labelling";
   - reference webhook: bench/refwebhook, a minimal Go webhook returning the same
     patch, installed beside ours the same way (cert-manager certificate, cainjector
-    caBundle, Service, Pods run by localcp's kubelet stand-in) for a namespace ours
-    skips.
+    caBundle, Service, Pods run by the node's kubelet from its image) for a namespace
+    ours skips.
 
 Prints p50/p90/p99 per setup, each setup's p50 over its phase's "no labelling" (what
 labelling adds), our webhook's added p50 over the reference's (the target is at most
@@ -32,7 +32,8 @@ labelling adds), our webhook's added p50 over the reference's (the target is at 
 its `apiserver_admission_webhook_admission_duration_seconds`): the part of the added
 time spent waiting for the webhook's answer, against what the API server spends on
 any webhook call. Then puts the release back in the mode it was in. Asserts nothing:
-these are figures for the README. `.cache/bin/refwebhook` is built by hack/install.sh.
+these are figures for the README. hack/install.sh builds the reference's image
+(`reference_image`), and `make up` hands it to the node's containerd.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import os
 import ssl
 import statistics
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -227,6 +229,27 @@ def current_mode() -> str:
     return str((values or {}).get("mode", "webhook"))
 
 
+@contextlib.contextmanager
+def webhook_cpu_limit(limit: str | None) -> Iterator[None]:
+    """Run with the webhook's CPU limit set to `limit` ("none": no CPU limit), then put
+    the release's own values back. None: leave the release as it is."""
+    if limit is None:
+        yield
+        return
+    helm = str(BIN / "helm")
+    original = run(helm, "get", "values", RELEASE, "-n", RELEASE_NAMESPACE, "-o", "json")
+    setting = "null" if limit == "none" else limit
+    upgrade = [helm, "upgrade", RELEASE, str(ROOT / "chart"), "-n", RELEASE_NAMESPACE]
+    run(*upgrade, "--reuse-values", f"--set=resources.limits.cpu={setting}", "--wait")
+    try:
+        yield
+    finally:
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as values:
+            values.write(original)
+            values.flush()
+            run(*upgrade, "--reset-values", "-f", values.name, "--wait")
+
+
 def kubectl_json(*args: str) -> Any:
     return json.loads(run(str(BIN / "kubectl"), *args, "-o", "json"))
 
@@ -396,15 +419,21 @@ def reference_webhook(bench: Bench) -> Iterator[str]:
         )
 
 
+def reference_image() -> str:
+    """The name hack/install.sh gives the reference's image: its source's hash."""
+    stamp = BIN / ".refwebhook.version"
+    if not stamp.exists():
+        raise SystemExit("the reference webhook is not built: run `make install`")
+    return f"localhost/refwebhook:{stamp.read_text().strip()[:12]}"
+
+
 def reference_manifests(namespace: str) -> list[dict[str, Any]]:
     """The reference installed as ours is, from ours: a cert-manager Certificate from
     the same issuer, a Deployment with the same labels to set, a Service, and a
     webhook configuration with the same settings whose caBundle cainjector fills.
 
-    localcp's kubelet stand-in runs the Pods of the release's namespace that carry
-    its instance label, each in a network namespace with an address the EndpointSlice
-    controller publishes; the reference's Pods (only they) carry that label to be run
-    the same way.
+    Its Pods run the reference's image (`reference_image`) under the node's kubelet,
+    with the same securityContext as ours.
     """
     selector = f"app.kubernetes.io/instance={RELEASE}"
     ours = kubectl_json("get", "mutatingwebhookconfigurations", "-l", selector)["items"][0]
@@ -416,7 +445,6 @@ def reference_manifests(namespace: str) -> list[dict[str, Any]]:
     deployment = deployment["items"][0]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     labels = {"app.kubernetes.io/name": REFERENCE}
-    pod_labels = {**labels, "app.kubernetes.io/instance": RELEASE}
     metadata = {"name": REFERENCE, "namespace": RELEASE_NAMESPACE, "labels": labels}
     webhook = {
         **ours["webhooks"][0],
@@ -448,15 +476,16 @@ def reference_manifests(namespace: str) -> list[dict[str, Any]]:
                 "replicas": deployment["spec"]["replicas"],
                 "selector": {"matchLabels": labels},
                 "template": {
-                    "metadata": {"labels": pod_labels},
+                    "metadata": {"labels": labels},
                     "spec": {
                         "automountServiceAccountToken": False,
                         "containers": [
                             {
                                 "name": "refwebhook",
-                                # Never pulled: only the local control plane runs it.
-                                "image": "localhost/refwebhook:local",
-                                "command": [str(BIN / "refwebhook")],
+                                # Never pulled: only the local cluster has it.
+                                "image": reference_image(),
+                                "imagePullPolicy": "Never",
+                                "securityContext": container["securityContext"],
                                 "args": [
                                     "--tls-cert=/tls/tls.crt",
                                     "--tls-key=/tls/tls.key",
@@ -580,16 +609,23 @@ def measure_phases(
 def main() -> None:
     parser = argparse.ArgumentParser(description="Pod-creation latency per labelling setup.")
     parser.add_argument("--pods", type=int, default=1000, help="dry-run creates per setup")
+    parser.add_argument(
+        "--cpu-limit",
+        help="the webhook's CPU limit for this run (e.g. 500m, or none); default: as installed",
+    )
     args = parser.parse_args()
 
     bench = Bench(ApiServer(KUBECONFIG))
     original = current_mode()
-    try:
-        phases, calls = measure_phases(bench, args.pods)
-    finally:
-        if current_mode() != original:
-            switch_mode(bench.api, original, bench.namespace("restore"))
-        bench.delete_namespaces()
+    with webhook_cpu_limit(args.cpu_limit):
+        try:
+            phases, calls = measure_phases(bench, args.pods)
+        finally:
+            if current_mode() != original:
+                switch_mode(bench.api, original, bench.namespace("restore"))
+            bench.delete_namespaces()
+    if args.cpu_limit:
+        print(f"the webhook's CPU limit for this run: {args.cpu_limit}")
     report(phases, calls, args.pods)
 
 

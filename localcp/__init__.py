@@ -1,12 +1,13 @@
-"""A real Kubernetes control plane as local processes, for machines without Docker.
+"""A real local Kubernetes cluster as processes, for machines without Docker.
 
-etcd, kube-apiserver, kube-controller-manager and cert-manager's controller and
-cainjector run on loopback from binaries built by hack/install.sh; the chart is
-installed with the real helm; `localcp.kubelet` plays the kubelet for the chart's
-Deployment, running its container command in network namespaces so that the API
-server reaches the webhook through its Service over real TLS.
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and cert-manager's
+controller and cainjector run on the host; one node runs containerd (with runc and
+the CNI bridge plugin), a real kubelet and kube-proxy, all built by hack/install.sh.
+The webhook's image is built with podman from the project's Dockerfile and handed to
+containerd, and the chart is installed with the real helm: the chart's Pods run as
+containers of that image, and the API server calls them over real TLS.
 
 May import: the standard library, `cryptography` (pki.py) and `localcp` itself. Never
-`app` (it runs the server only as a process, from the chart's container command),
-`bench` or `tests`. It reaches the cluster only through kubectl and helm (kube.py).
+`app` (it runs the server only as a container of its image), `bench` or `tests`. It
+reaches the cluster only through kubectl and helm (kube.py), and containerd through ctr.
 """

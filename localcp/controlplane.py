@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import shutil
 import ssl
 import sys
@@ -12,36 +12,45 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from localcp import kube, network, procs
+from localcp import host, image, kube, network, node, procs
 from localcp.layout import (
     APISERVER_PORT,
     APISERVER_URL,
     BIN,
     BRIDGE_ADDRESS,
     CERT_MANAGER_NAMESPACE,
-    EMPTY_DIRS,
     ETCD_CLIENT_URL,
     ETCD_PEER_URL,
     FILES,
+    IMAGE_REPOSITORY,
+    NODE_NAME,
     RELEASE,
     RELEASE_NAMESPACE,
     ROOT,
     SERVICE_CIDR,
-    VENV_BIN,
 )
 from localcp.pki import ensure_pki, write_kubeconfig
 
 # Stopped in the reverse of this order, so that nothing loses its API server
 # (or the API server its etcd) while it is still shutting down.
-DAEMONS = (
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+CERT_MANAGER = ("cert-manager-controller", "cert-manager-cainjector")
+DAEMONS = (*CONTROL_PLANE, *node.DAEMONS, *CERT_MANAGER)
+BINARIES = (
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "kubelet",
+    "kubectl",
+    "helm",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
     "cert-manager-controller",
     "cert-manager-cainjector",
-    "kubelet",
 )
-CHART_SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
 
 
 def _say(message: str) -> None:
@@ -49,19 +58,7 @@ def _say(message: str) -> None:
 
 
 def _require_binaries() -> None:
-    missing = [
-        name
-        for name in (
-            "etcd",
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kubectl",
-            "helm",
-            "cert-manager-controller",
-            "cert-manager-cainjector",
-        )
-        if not (BIN / name).exists()
-    ]
+    missing = [name for name in BINARIES if not (BIN / name).exists()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)} in {BIN}: run `make install` first")
 
@@ -99,9 +96,15 @@ def start_apiserver() -> None:
         [
             str(BIN / "kube-apiserver"),
             f"--etcd-servers={ETCD_CLIENT_URL}",
-            "--bind-address=127.0.0.1",
+            # Every address: the kubeconfig's is 127.0.0.1, the Pods' the node's (the
+            # `kubernetes` Service's endpoint, which kube-proxy routes to).
+            "--bind-address=0.0.0.0",
             f"--secure-port={APISERVER_PORT}",
             f"--advertise-address={BRIDGE_ADDRESS}",
+            # The node's name resolves nowhere here; its address does.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'kubelet-client.key'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
@@ -111,8 +114,8 @@ def start_apiserver() -> None:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # Resolve a webhook's Service to an endpoint address instead of its
-            # ClusterIP: there is no kube-proxy here to route ClusterIPs.
+            # Dial a webhook's Service at an endpoint address (a ready Pod's IP),
+            # as managed control planes whose API server runs off the node network do.
             "--enable-aggregator-routing=true",
             "--profiling=false",
         ],
@@ -150,6 +153,22 @@ def start_controller_manager() -> None:
         lambda: kube.get_json("serviceaccount", "default", "-n", "default") is not None,
         60,
         "the default ServiceAccount in namespace default",
+    )
+
+
+def start_scheduler() -> None:
+    kubeconfig = str(FILES.kubeconfig)
+    procs.start(
+        "kube-scheduler",
+        [
+            str(BIN / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            "--profiling=false",
+        ],
     )
 
 
@@ -200,22 +219,10 @@ def start_cert_manager() -> None:
     )
 
 
-def _source_checksum() -> str:
-    """A digest of the server's code: the local "Pods" run it from this checkout."""
-    digest = hashlib.sha256()
-    for path in [*sorted((ROOT / "app").rglob("*.py")), ROOT / "constraints.txt"]:
-        digest.update(path.relative_to(ROOT).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def install_chart() -> None:
-    """Install, or upgrade to this checkout's chart and code, keeping the release's values.
-
-    The checksum annotation changes the Pod template when app/ changes, so the
-    Deployment rolls and the kubelet stand-in starts the new code, as a new image
-    would on a real cluster.
-    """
+def install_chart(image_name: str) -> None:
+    """Install, or upgrade to this checkout's chart and image, keeping the release's
+    other values. A new image tag (app/ changed) rolls the Deployment."""
+    repository, tag = image_name.rsplit(":", 1)
     kube.helm(
         "upgrade",
         "--install",
@@ -225,25 +232,40 @@ def install_chart() -> None:
         RELEASE_NAMESPACE,
         "--create-namespace",
         "--reuse-values",
-        "--set-string",
-        f"podAnnotations.localcp/source-checksum={_source_checksum()}",
+        f"--set=image.repository={repository}",
+        f"--set=image.tag={tag}",
+        # The image is on the node already and no registry has it: fail at once
+        # (ErrImageNeverPull) rather than retry a pull.
+        "--set=image.pullPolicy=Never",
         "--wait",
         "--timeout=3m",
     )
 
 
-def start_kubelet() -> None:
-    procs.start(
-        "kubelet",
-        [
-            str(VENV_BIN / "python"),
-            "-m",
-            "localcp.kubelet",
-            f"--namespace={RELEASE_NAMESPACE}",
-            f"--selector={CHART_SELECTOR}",
-        ],
-        env={"KUBECONFIG": str(FILES.kubeconfig), "PYTHONPATH": str(ROOT)},
-    )
+def _webhook_image() -> str:
+    """Build the webhook's image if what goes into it changed, and give it to containerd."""
+    name = image.ensure_built(os.environ.get("LOCAL_BASE_IMAGE", _pinned("LOCAL_BASE_IMAGE")))
+    node.import_image(name)
+    return name
+
+
+def _installed_images() -> list[str]:
+    """The images hack/install.sh built for the node: the Pods' sandbox, and the
+    benchmarks' reference webhook (bench/modes.py), named by its source's hash."""
+    images = [_pinned("PAUSE_IMAGE")]
+    reference = BIN / ".refwebhook.version"
+    if reference.exists():
+        images.append(f"localhost/refwebhook:{reference.read_text().strip()[:12]}")
+    return images
+
+
+def _pinned(name: str) -> str:
+    """A value of versions.env (the Makefile exports them; this reads it when run alone)."""
+    for line in (ROOT / "versions.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == name:
+            return value.strip()
+    raise SystemExit(f"{name} is not set in versions.env")
 
 
 def labels_of(values: dict[str, Any]) -> dict[str, str]:
@@ -295,34 +317,46 @@ def _pod_is_labelled(expected: dict[str, str]) -> bool:
 
 
 def _webhook_log_tails(lines: int = 15) -> str:
-    """The webhook Pods' own logs, which say why a server would not start."""
-    tails = []
-    for path in FILES.pod_logs():
-        text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        tails.append(f"--- {path.name} ---\n{text}")
-    return "\n".join(tails) or "(no webhook logs)"
+    """The webhook Pods' own logs and states, which say why a server would not start."""
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    pods = kube.kubectl("get", "pods", "-n", RELEASE_NAMESPACE, "-l", selector, check=False)
+    logs = kube.kubectl(
+        "logs", "-n", RELEASE_NAMESPACE, "-l", selector, f"--tail={lines}", "--prefix", check=False
+    )
+    return f"{pods}{logs}" or "(no webhook Pods)"
 
 
 def up() -> None:
+    """longer than 60 lines because it is the whole bring-up in order, one step a line."""
+    host.require_root()
     _require_binaries()
     started = time.monotonic()
     FILES.root.mkdir(parents=True, exist_ok=True)
     token = ensure_pki(FILES.pki)
     write_kubeconfig(FILES.kubeconfig, APISERVER_URL, FILES.pki / "ca.crt", token)
+    host.record()
     network.ensure_bridge()
     _say("starting etcd")
     start_etcd()
     _say("starting kube-apiserver")
     start_apiserver()
-    _say("starting kube-controller-manager")
+    _say("starting kube-controller-manager and kube-scheduler")
     start_controller_manager()
+    start_scheduler()
+    _say("starting containerd")
+    node.start_containerd(_pinned("PAUSE_IMAGE"))
+    for built in _installed_images():
+        node.import_image(built)
+    _say(f"starting kubelet and kube-proxy (node {NODE_NAME})")
+    node.start_kubelet()
+    node.start_kube_proxy()
     _say("starting cert-manager (controller, cainjector)")
     start_cert_manager()
-    _say("starting the kubelet stand-in for the chart's Pods")
-    start_kubelet()
-    _say(f"helm upgrade --install {RELEASE} ./chart -n {RELEASE_NAMESPACE} --wait")
+    _say("building the webhook's image from the Dockerfile (skipped when unchanged)")
+    image_name = _webhook_image()
+    _say(f"helm upgrade --install {RELEASE} ./chart -n {RELEASE_NAMESPACE} --wait ({image_name})")
     try:
-        install_chart()
+        install_chart(image_name)
     except kube.CommandError as error:
         raise procs.StartupError(f"{error}\n{_webhook_log_tails()}") from None
     expected = release_labels()
@@ -332,32 +366,48 @@ def up() -> None:
         )
     except procs.StartupError as error:
         raise procs.StartupError(f"{error}\n{_webhook_log_tails()}") from None
+    node.remove_images(keep=image_name, repository=IMAGE_REPOSITORY)
+    image.remove_older(keep=image_name)
     _say(f"up in {time.monotonic() - started:.0f}s")
     kubectl = BIN / "kubectl"
     print(
         f"""
-The local control plane is up, with cert-manager and the webhook serving.
+The local cluster is up: a control plane, one node (kubelet, containerd, kube-proxy),
+cert-manager, and the webhook serving from the image {image_name}.
 
   export KUBECONFIG={FILES.kubeconfig}
   export PATH={BIN}:$PATH
 
-Create a Pod and see its labels (there is no scheduler, so it stays Pending):
+Create a Pod and see its labels:
 
-  {kubectl} run demo --image=registry.k8s.io/pause:3.10 --labels=app=demo -n default
+  {kubectl} run demo --image={_pinned("PAUSE_IMAGE")} --labels=app=demo -n default
   {kubectl} get pod demo -n default --show-labels
 
-Logs: {FILES.logs}/   Stop everything: make down
+Logs: {FILES.logs}/ (the daemons), `kubectl logs` (the Pods).   Stop everything: make down
 """
     )
 
 
 def down() -> None:
+    """Stop the Pods through the kubelet first (their sandboxes, networks and volumes go
+    with them), then every daemon; then clear what a killed daemon may have left, and
+    put the host back as it was."""
+    if procs.running_pid("kube-apiserver") and procs.running_pid("kubelet"):
+        for name in ("kube-controller-manager", "kube-scheduler"):  # nothing recreates Pods
+            procs.stop(name)
+        node.drain()
     for name in reversed(DAEMONS):
+        if name == "containerd":
+            node.clear_leftovers()
         procs.stop(name)
+    node.clear_leftovers()
     network.teardown()
+    for change in host.restore():
+        _say(f"host: {change}")
+    node.remove_state()
     # Nothing of a stopped cluster is worth keeping, its 30-day certificates least of
     # all; the next `up` starts clean.
-    for path in (FILES.etcd_data, FILES.pods, FILES.pids, FILES.pki, EMPTY_DIRS):
+    for path in (FILES.etcd_data, FILES.pids, FILES.pki, FILES.config):
         shutil.rmtree(path, ignore_errors=True)
     _say("down: nothing left running")
 

@@ -1,4 +1,4 @@
-"""Where the local control plane keeps its files, and the fixed addresses it uses."""
+"""Where the local cluster keeps its files, and the fixed addresses it uses."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".cache" / "bin"
 RUN = ROOT / ".cache" / "run"
 VENV_BIN = ROOT / ".venv" / "bin"
-# The Pods' emptyDir volumes. Not under RUN: the server puts a unix socket in its
-# /tmp emptyDir, and a socket's path may not be longer than 107 bytes.
-EMPTY_DIRS = Path("/run/localcp")
+# containerd's image store: kept across `make down`, so that a warm `make up` imports
+# no image it already has.
+CONTAINERD_ROOT = ROOT / ".cache" / "containerd"
+# The node's state: sockets, mounts, the Pods' volumes and network namespaces. Not
+# under the checkout: a socket's path may not be longer than 107 bytes, and the
+# checkout may be anywhere. `make down` removes it all.
+NODE_STATE = Path("/run/localcp")
 
 ETCD_CLIENT_URL = "http://127.0.0.1:2379"
 ETCD_PEER_URL = "http://127.0.0.1:2380"
@@ -19,21 +23,20 @@ APISERVER_PORT = 6443
 APISERVER_URL = f"https://127.0.0.1:{APISERVER_PORT}"
 SERVICE_CIDR = "10.96.0.0/16"
 
-# The project's own test network: a bridge on the host and one network namespace
-# per webhook replica. Endpoint addresses may not be loopback, so the "Pods" need
-# addresses of their own; the API server advertises the bridge address so that it
-# does not log an error for the `kubernetes` Service every ten seconds.
+# The node's network: a bridge on the host, and the Pods' addresses on it (the CNI
+# bridge plugin's). The bridge address is the node's address and the one the API
+# server advertises, so Pods reach it through the `kubernetes` Service.
 BRIDGE = "plbr0"
 NETWORK_PREFIX = "172.31.250"
+POD_CIDR = f"{NETWORK_PREFIX}.0/24"
 BRIDGE_ADDRESS = f"{NETWORK_PREFIX}.1"
-FIRST_POD_HOST = 10
-# Pods the node runs at once: replicas plus a rolling update's surge.
-MAX_PODS = 8
 NODE_NAME = "localcp-node"
 
 RELEASE = "webhook"
 RELEASE_NAMESPACE = "pod-labeler"
 CERT_MANAGER_NAMESPACE = "cert-manager"
+# The webhook's image as `make up` builds it: the tag is a digest of what goes in.
+IMAGE_REPOSITORY = "localhost/pod-labeler"
 
 
 @dataclass(frozen=True)
@@ -63,19 +66,46 @@ class RunFiles:
         return self.root / "etcd"
 
     @property
-    def pods(self) -> Path:
-        return self.root / "pods"
+    def config(self) -> Path:
+        """The node's configuration files: containerd, CNI, kubelet, kube-proxy."""
+        return self.root / "config"
 
-    def pod(self, uid: str) -> Path:
-        """One Pod's Secret volumes."""
-        return self.pods / uid[:8]
+    @property
+    def host_state(self) -> Path:
+        """What the node changed on the host, as it was before: put back by `down`."""
+        return self.root / "host-state.json"
 
-    def pod_log(self, name: str) -> Path:
-        """What one Pod's container writes to stdout and stderr."""
-        return self.logs / f"webhook-{name}.log"
 
-    def pod_logs(self) -> list[Path]:
-        return sorted(self.logs.glob(self.pod_log("*").name))
+@dataclass(frozen=True)
+class NodeFiles:
+    """The node's state under NODE_STATE."""
+
+    root: Path = NODE_STATE
+
+    @property
+    def containerd_state(self) -> Path:
+        return self.root / "containerd"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.root / "containerd.sock"
+
+    @property
+    def kubelet(self) -> Path:
+        return self.root / "kubelet"
+
+    @property
+    def pod_logs(self) -> Path:
+        return self.root / "pod-logs"
+
+    @property
+    def volume_plugins(self) -> Path:
+        return self.root / "volume-plugins"
+
+    @property
+    def cni_ipam(self) -> Path:
+        return self.root / "cni-ipam"
 
 
 FILES = RunFiles()
+NODE = NodeFiles()

@@ -1,66 +1,88 @@
-"""The project's own test network: a host bridge and one network namespace per "Pod".
+"""The node's network: a host bridge whose address is the node's, and the CNI
+configuration that containerd uses to put every Pod on it.
 
-Uses iproute2 (`ip`), as root. Endpoint addresses may not be loopback, so each
-webhook replica gets an address of its own that the API server dials.
+The bridge exists before the API server starts, because the API server advertises
+its address (the `kubernetes` Service's endpoint); the CNI bridge plugin then adds
+each Pod's veth to it and gives the Pod an address from POD_CIDR. Uses iproute2 and
+the CNI plugins of Debian's containernetworking-plugins, as root.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
+from pathlib import Path
 
-from localcp.layout import BRIDGE, BRIDGE_ADDRESS, FIRST_POD_HOST, NETWORK_PREFIX
+from localcp.layout import BRIDGE, BRIDGE_ADDRESS, NETWORK_PREFIX, NODE, POD_CIDR, SERVICE_CIDR
 
-NETNS_PREFIX = "localcp-pod"
+CNI_BIN_DIR = Path("/usr/lib/cni")
+CNI_NETWORK = "localcp"
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
-def _exists(*args: str) -> bool:
-    return _ip(*args, check=False).returncode == 0
-
-
 def ensure_bridge() -> None:
-    if not _exists("link", "show", BRIDGE):
+    if _ip("link", "show", BRIDGE, check=False).returncode != 0:
         _ip("link", "add", BRIDGE, "type", "bridge")
         _ip("addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", BRIDGE)
     _ip("link", "set", BRIDGE, "up")
 
 
-def pod_address(index: int) -> str:
-    return f"{NETWORK_PREFIX}.{FIRST_POD_HOST + index}"
+def cni_conflist() -> dict[str, object]:
+    """bridge + host-local for the Pods' addresses, portmap for hostPort; its IP
+    allocations live under the node's state, so `down` forgets them. Pods get a route
+    to the Service range only, no default route: they reach the node and the Services
+    (the API server among them), and nothing beyond this machine."""
+    return {
+        "cniVersion": "1.0.0",
+        "name": CNI_NETWORK,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [
+                        [
+                            {
+                                "subnet": POD_CIDR,
+                                "rangeStart": f"{NETWORK_PREFIX}.10",
+                                "gateway": BRIDGE_ADDRESS,
+                            }
+                        ]
+                    ],
+                    "routes": [{"dst": SERVICE_CIDR}],
+                    "dataDir": str(NODE.cni_ipam),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
 
 
-def netns_name(index: int) -> str:
-    return f"{NETNS_PREFIX}{index}"
-
-
-def ensure_pod_network(index: int) -> str:
-    """A namespace with a veth to the bridge and the replica's address; returns its name."""
-    ns = netns_name(index)
-    host_end, pod_end = f"lcpveth{index}", f"lcpeth{index}"
-    if not _exists("netns", "pids", ns):
-        _ip("netns", "add", ns)
-    if not _exists("link", "show", host_end):
-        _ip("link", "add", host_end, "type", "veth", "peer", "name", pod_end, "netns", ns)
-        _ip("link", "set", host_end, "master", BRIDGE)
-        _ip("link", "set", host_end, "up")
-        _ip("-n", ns, "addr", "add", f"{pod_address(index)}/24", "dev", pod_end)
-        _ip("-n", ns, "link", "set", pod_end, "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", ns, "route", "add", "default", "via", BRIDGE_ADDRESS)
-    return ns
+def write_cni_config(conf_dir: Path) -> None:
+    plugins = ("bridge", "host-local", "portmap", "loopback")
+    missing = [p for p in plugins if not (CNI_BIN_DIR / p).exists()]
+    if missing:
+        raise SystemExit(
+            f"CNI plugins {', '.join(missing)} missing in {CNI_BIN_DIR}: run `make install` "
+            "(Debian package containernetworking-plugins)"
+        )
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "10-localcp.conflist").write_text(json.dumps(cni_conflist(), indent=2))
 
 
 def teardown() -> None:
-    """Delete every pod namespace (their veths go with them) and the bridge."""
-    listed = _ip("netns", "list", check=False).stdout.split("\n")
-    for line in listed:
-        name = line.split(" ")[0]
-        if name.startswith(NETNS_PREFIX):
-            for pid in _ip("netns", "pids", name, check=False).stdout.split():
-                subprocess.run(["kill", "-KILL", pid], check=False)
-            _ip("netns", "delete", name, check=False)
-    if _exists("link", "show", BRIDGE):
+    """Delete the Pods' network namespaces that outlived their sandboxes (their veths go
+    with them), then the bridge."""
+    netns_dir = NODE.containerd_state / "netns"
+    if netns_dir.is_dir():
+        for path in netns_dir.iterdir():
+            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+            path.unlink(missing_ok=True)
+    if _ip("link", "show", BRIDGE, check=False).returncode == 0:
         _ip("link", "delete", BRIDGE, check=False)

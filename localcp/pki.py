@@ -50,9 +50,13 @@ def _certificate(
     key: ec.EllipticCurvePrivateKey,
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
     extensions: list[tuple[x509.ExtensionType, bool]],
+    organization: str | None = None,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, subject)]
+    if organization:  # what Kubernetes reads as the client's group
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    name = x509.Name(attributes)
     issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
     builder = (
         x509.CertificateBuilder()
@@ -69,8 +73,9 @@ def _certificate(
 
 
 def ensure_pki(pki: Path) -> str:
-    """Create the CA, the API server's serving pair, the service-account keys and
-    the admin token, unless they exist. Returns the admin token."""
+    """Create the CA, the API server's serving pair and its client pair for the
+    kubelet, the service-account keys and the admin token, unless they exist.
+    Returns the admin token."""
     token_file = pki / "admin.token"
     if token_file.exists():
         return token_file.read_text().strip()
@@ -97,6 +102,15 @@ def ensure_pki(pki: Path) -> str:
             (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False),
         ],
     )
+    # How the API server authenticates to the kubelet (logs, exec, port-forward).
+    kubelet_client_key = ec.generate_private_key(ec.SECP256R1())
+    kubelet_client = _certificate(
+        "kube-apiserver-kubelet-client",
+        kubelet_client_key,
+        (ca, ca_key),
+        [(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)],
+        organization="system:masters",
+    )
     # Service-account tokens are signed with RSA, which every client verifies.
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -104,6 +118,8 @@ def ensure_pki(pki: Path) -> str:
     _write(pki / "ca.key", _pem_key(ca_key))
     _write(pki / "apiserver.crt", server.public_bytes(serialization.Encoding.PEM))
     _write(pki / "apiserver.key", _pem_key(server_key))
+    _write(pki / "kubelet-client.crt", kubelet_client.public_bytes(serialization.Encoding.PEM))
+    _write(pki / "kubelet-client.key", _pem_key(kubelet_client_key))
     _write(pki / "sa.key", _pem_key(sa_key))
     _write(
         pki / "sa.pub",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import ROOT, Cluster
+from tests.e2e.cluster import Cluster
 from tests.e2e.release import RELEASE, RELEASE_NAMESPACE, Release, find_release, restore
 
 
@@ -72,6 +72,3 @@ def _print_diagnostics(cluster: Cluster, namespace: str) -> None:
         check=False,
     )
     print(f"--- webhook logs ---\n{logs.stdout}{logs.stderr}")
-    # On the local control plane the "Pods" are processes; their logs are files.
-    for path in sorted((ROOT / ".cache" / "run" / "logs").glob("webhook-*.log")):
-        print(f"--- {path.name} ---\n" + "\n".join(path.read_text().splitlines()[-40:]))

@@ -140,9 +140,8 @@ class MountedSecret:
     and renames a new `..data` link over the old one, so both files change in one
     atomic step (a watcher of file events sees no change to `tls.crt` itself).
 
-    Written here rather than borrowed from the local control plane's kubelet stand-in
-    (`localcp.volumes`): this is the layout the server must cope with, stated on its own,
-    so a bug in the stand-in cannot hide one in the server.
+    Stated here on its own, so that the unit tests need no kubelet; the e2e suite
+    checks the same against a real kubelet's Secret volume.
     """
 
     def __init__(self, root: Path) -> None:

@@ -74,13 +74,20 @@ def instructions(text: str) -> list[tuple[str, str]]:
 
 
 def stages(text: str) -> list[Stage]:
+    """The stages, each FROM's `${ARG}` replaced by the default of an ARG declared before
+    the first FROM, as a build without --build-arg does (releases, the kind job)."""
     result: list[Stage] = []
+    global_args: dict[str, str] = {}
     for keyword, args in instructions(text):
         if keyword == "FROM":
             words = [w for w in args.split() if not w.startswith("--")]
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            result.append(Stage(image=words[0], name=name))
-        elif keyword != "ARG" or result:  # ARGs before the first FROM belong to no stage
+            image = re.sub(r"\$\{(\w+)\}", lambda m: global_args[m.group(1)], words[0])
+            result.append(Stage(image=image, name=name))
+        elif keyword == "ARG" and not result:  # ARGs before the first FROM: FROM's own
+            arg_name, _, default = args.partition("=")
+            global_args[arg_name.strip()] = default.strip()
+        elif keyword != "ARG" or result:
             assert result, f"{keyword} before the first FROM"
             result[-1].instructions.append((keyword, args))
     assert result, "the Dockerfile has no FROM"
@@ -235,6 +242,13 @@ def test_python_base_image_is_pinned_to_a_patch_release(dockerfile_stages: list[
     for stage in dockerfile_stages:
         _, tag = image_tag(stage.image)
         assert re.match(r"\d+\.\d+\.\d+-", tag), f"{stage.image}: pin a patch release"
+
+
+def test_the_base_image_is_a_build_argument_so_make_up_can_build_on_a_local_base() -> None:
+    lines = [args for keyword, args in instructions(DOCKERFILE.read_text()) if keyword == "FROM"]
+
+    assert lines, "the Dockerfile has no FROM"
+    assert all(line.split()[0] == "${BASE}" for line in lines), lines
 
 
 def test_builder_and_final_stages_share_the_interpreter_the_venv_was_made_with(

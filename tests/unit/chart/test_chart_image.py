@@ -100,6 +100,13 @@ def test_a_digest_with_a_tag_keeps_the_tag_for_readers(render):
     assert container(manifests)["image"] == f"ghcr.io/pod-labeler/pod-labeler:0.1.0@{DIGEST}"
 
 
+def test_the_backfill_hook_job_runs_the_webhooks_image_by_the_same_digest(render):
+    manifests = render(f"image.digest={DIGEST}", "backfill.onInstall=true")
+    (job,) = manifests.of_kind("Job")
+
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == container(manifests)["image"]
+
+
 @pytest.mark.parametrize(
     "set_args",
     [

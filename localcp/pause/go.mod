@@ -1,0 +1,3 @@
+module localbuild/pause
+
+go 1.26
