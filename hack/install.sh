@@ -2,15 +2,18 @@
 # Installs everything the project needs, at the versions pinned in versions.env:
 #   - a Python virtualenv in .venv with requirements-dev.txt, every version fixed by constraints.txt;
 #   - kube-apiserver, kube-controller-manager, kubectl, etcd, cert-manager's
-#     controller/cainjector/cmctl, helm, actionlint and helm-docs, built from their Go modules
+#     controller/cainjector/cmctl, helm, actionlint, helm-docs, prometheus and promtool,
+#     built from their Go modules
 #     into .cache/bin (no release-binary downloads, no container images);
 #   - refwebhook, bench/modes.py's reference webhook, from bench/refwebhook (stdlib only).
 # Each tool is skipped when .cache/bin already holds it at the pinned version,
 # so a second run takes seconds.
 #
+#   - the node's Debian packages (podman, runc, mmdebstrap, CNI plugins, iptables), and
+#     two images built with podman: the local base image and the Pods' pause image;
 #   - wrk for the benchmarks, from the distribution's packages.
 #
-# Usage: hack/install.sh [python|go|bench|all]   (default: all)
+# Usage: hack/install.sh [python|go|node|bench|all]   (default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -213,25 +216,113 @@ build_helm() {
   stamp helm "$want"
 }
 
-# The reference webhook of bench/modes.py: our own source, so the stamp is its hash.
+# Prometheus's module has no replace directives, so `go install` builds it at its tag.
+# Its release builds (.promu.yml) stamp the version into prometheus/common and add
+# `netgo` and `builtinassets`; the last embeds the web UI, whose assets npm generates
+# and the module lacks, so without it the server serves its API and no UI.
+build_prometheus() {
+  local v=$PROMETHEUS_VERSION
+  if have prometheus "$v" && have promtool "$v"; then
+    log "prometheus $v already built"
+    return
+  fi
+  local src
+  src=$(cd "$build" && GOFLAGS=-mod=mod go mod download -json "github.com/prometheus/prometheus@$v" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  local ldflags="-X github.com/prometheus/common/version.Version=$(cat "$src/VERSION")"
+  log "building prometheus and promtool $(cat "$src/VERSION") ($v)"
+  CGO_ENABLED=0 GOBIN="$bin" go install -trimpath -tags netgo -ldflags "$ldflags" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$v" "github.com/prometheus/prometheus/cmd/promtool@$v"
+  for name in prometheus promtool; do stamp "$name" "$v"; done
+}
+
+# The reference webhook of bench/modes.py: our own source, so the stamp is its hash. It
+# runs as Pods on the local cluster, so it is also an image (a static binary, FROM
+# scratch) named by that hash: localhost/refwebhook:<first 12 of the stamp>.
 build_refwebhook() {
   local src="$root/bench/refwebhook" want
   want=$(cat "$src/go.mod" "$src/main.go" | sha256sum | cut -d' ' -f1)
-  have refwebhook "$want" && { log "refwebhook already built"; return; }
-  (cd "$src" && go build -trimpath -o "$bin/refwebhook" .)
+  image_stamp_ok "localhost/refwebhook:${want:0:12}" refwebhook "$want" && [[ -x "$bin/refwebhook" ]] \
+    && { log "refwebhook already built"; return; }
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$bin/refwebhook" .)
+  local ctx="$build/refwebhook-image"
+  rm -rf "$ctx" && mkdir -p "$ctx" && cp "$bin/refwebhook" "$ctx/"
+  printf 'FROM scratch\nCOPY refwebhook /refwebhook\nUSER 65532:65532\nENTRYPOINT ["/refwebhook"]\n' >"$ctx/Containerfile"
+  podman build --quiet --network=none -t "localhost/refwebhook:${want:0:12}" -f "$ctx/Containerfile" "$ctx" >/dev/null
   stamp refwebhook "$want"
 }
 
-# wrk drives bench/server.py. It is a C program with no Go module, so it comes
-# from the distribution's package (Debian/Ubuntu); only the benchmarks need it.
-install_bench_tools() {
-  command -v wrk >/dev/null && { log "wrk already installed"; return; }
-  if command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >/dev/null; }
-  else
-    log "wrk is needed for bench/server.py: install it with your package manager"; exit 1
-  fi
+# Debian packages, installed only where missing. The node: podman builds the images
+# (no Docker engine), runc runs containers, mmdebstrap makes the local base image,
+# the CNI plugins give Pods their network, iptables is kube-proxy's and the CNI's.
+# wrk drives bench/server.py (a C program with no Go module).
+NODE_PACKAGES=(podman runc mmdebstrap uidmap netavark containernetworking-plugins iptables conntrack)
+BENCH_PACKAGES=(wrk)
+
+apt_install() {
+  local missing=() name
+  for name in "$@"; do
+    dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q 'install ok installed' || missing+=("$name")
+  done
+  ((${#missing[@]} == 0)) && { log "packages already installed: $*"; return; }
+  command -v apt-get >/dev/null || { log "missing packages: ${missing[*]}: install them with your package manager (Debian 12 names)"; exit 1; }
+  ((EUID == 0)) || { log "missing packages: ${missing[*]}: run as root, or install them first"; exit 1; }
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # An apt index too old to know a package: refresh once and try again.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+}
+
+# podman's settings for this host (runc, ulimits): see localcp/containers.conf.
+export CONTAINERS_CONF="$root/localcp/containers.conf"
+
+image_stamp_ok() { podman image exists "$1" && [[ "$(cat "$bin/.$2.version" 2>/dev/null)" == "$3" ]]; }
+
+# The base of the image `make up` runs, where no container registry can be reached:
+# Debian bookworm (its python3 is 3.11, PYTHON_VERSION) made with mmdebstrap from the
+# host's own apt sources. Released images use the Dockerfile's default base (the
+# official python image) instead; README says how the two differ.
+build_local_base() {
+  local want
+  want=$(printf '%s\n' "$LOCAL_BASE_IMAGE" "$(declare -f build_local_base)" | sha256sum | cut -d' ' -f1)
+  image_stamp_ok "$LOCAL_BASE_IMAGE" local-base "$want" && { log "local base image already built"; return; }
+  local sources=/etc/apt/sources.list.d/debian.sources
+  [[ -f $sources ]] || sources=/etc/apt/sources.list
+  local tar="$build/local-base.tar"
+  log "making the local base image $LOCAL_BASE_IMAGE (mmdebstrap bookworm)"
+  # The hooks: trust the CAs the host trusts (pip in the Dockerfile's RUN steps must
+  # reach the package index the host reaches); let pip install beside Debian's
+  # packages; the `python` name the Dockerfile calls; pip from Debian's wheels
+  # (Debian disables ensurepip).
+  mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
+    --aptopt='Acquire::Check-Valid-Until "false"' \
+    --customize-hook='if [ -d /usr/local/share/ca-certificates ]; then cp -r /usr/local/share/ca-certificates/. "$1/usr/local/share/ca-certificates/"; fi' \
+    --customize-hook='chroot "$1" update-ca-certificates >/dev/null' \
+    --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
+    --customize-hook='ln -sf /usr/bin/python3 "$1/usr/local/bin/python"' \
+    --customize-hook='chroot "$1" sh -c "whl=\$(echo /usr/share/python-wheels/pip-*.whl); python3 \$whl/pip install --quiet --no-index --find-links /usr/share/python-wheels pip setuptools"' \
+    --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+    bookworm "$tar" "$sources"
+  podman import --quiet \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV LANG=C.UTF-8' \
+    "$tar" "$LOCAL_BASE_IMAGE" >/dev/null
+  rm -f "$tar"
+  echo "$want" >"$bin/.local-base.version"
+}
+
+# The Pods' sandbox image, from localcp/pause (a few lines of static Go).
+build_pause_image() {
+  local src="$root/localcp/pause" want
+  want=$(cat "$src/go.mod" "$src/main.go" <(echo "$PAUSE_IMAGE") | sha256sum | cut -d' ' -f1)
+  image_stamp_ok "$PAUSE_IMAGE" pause "$want" && { log "pause image already built"; return; }
+  local ctx="$build/pause-image"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$ctx/pause" .)
+  printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' >"$ctx/Containerfile"
+  podman build --quiet --network=none -t "$PAUSE_IMAGE" -f "$ctx/Containerfile" "$ctx" >/dev/null
+  echo "$want" >"$bin/.pause.version"
 }
 
 install_go() {
@@ -240,16 +331,24 @@ install_go() {
   timed helm build_helm
   timed actionlint go_install actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
   timed helm-docs go_install helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION"
+  timed prometheus build_prometheus
   timed cert-manager build_cert_manager
   timed kubernetes build_kubernetes
   timed containerd build_containerd
   timed refwebhook build_refwebhook
 }
 
+install_node() {
+  timed "node packages" apt_install "${NODE_PACKAGES[@]}"
+  timed "local base image" build_local_base
+  timed "pause image" build_pause_image
+}
+
 case "${1:-all}" in
   python) timed python install_python ;;
   go) install_go ;;
-  bench) timed wrk install_bench_tools ;;
-  all) timed python install_python; install_go; timed wrk install_bench_tools ;;
-  *) echo "usage: $0 [python|go|bench|all]" >&2; exit 2 ;;
+  node) install_node ;;
+  bench) timed wrk apt_install "${BENCH_PACKAGES[@]}" ;;
+  all) timed python install_python; install_node; install_go; timed wrk apt_install "${BENCH_PACKAGES[@]}" ;;
+  *) echo "usage: $0 [python|go|node|bench|all]" >&2; exit 2 ;;
 esac
