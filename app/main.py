@@ -13,7 +13,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass
 from pathlib import Path
@@ -26,11 +28,12 @@ from app.admission.policy import DEFAULT_LABELS, parse_label, parse_label_list
 from app.admission.simulate import simulate
 from app.backfill import register as register_backfill
 from app.config import LOG_LEVELS, ConfigError, ServerConfig
-from app.logs import configure
+from app.logs import configure, fields
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 ENV_PREFIX = "WEBHOOK_"
+log = logging.getLogger("pod_labeler.serving")
 SERVER_DEFAULTS = {
     item.name: item.default
     for item in dataclasses.fields(ServerConfig)
@@ -255,15 +258,44 @@ class _Settings:
 
 
 def _serve(settings: _Settings) -> int:
-    # Imported here so `mutate` and `--help` do not load waitress and the TLS stack.
-    from app.serving import serve
-
     config = settings.server_config()
     configure(getattr(logging, config.log_level.upper()))
     try:
         return serve(config)
     except ConfigError as error:  # the certificate does not load, the port is taken
         settings.parser.error(str(error))
+
+
+def serve(config: ServerConfig) -> int:
+    """Run until SIGTERM or SIGINT; then fail /readyz and close every connection after
+    its next response for the shutdown delay while still serving, drain, and return 0.
+    A second signal forces exit. The signals are blocked before any thread exists, so
+    that only sigwait gets them: a Python handler may never run if a worker thread
+    takes the signal while the main thread waits."""
+    signals = {signal.SIGTERM, signal.SIGINT}
+    # Imported here so `mutate` and `--help` do not load waitress and the TLS stack.
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from app.serving import WebhookServer
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    server = WebhookServer(config, registry=registry)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        server.start()
+        received = signal.sigwait(signals)
+    finally:
+        # A second SIGTERM now terminates at once; a second SIGINT raises KeyboardInterrupt.
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+    log.info(
+        "signal received",
+        extra=fields(signal=signal.Signals(received).name, delay_seconds=config.shutdown_delay),
+    )
+    server.stop_being_ready()
+    time.sleep(config.shutdown_delay)
+    server.shutdown()
+    return 0
 
 
 def _mutate(settings: _Settings) -> int:

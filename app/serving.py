@@ -1,17 +1,13 @@
-"""Wiring: certificates → waitress (TLS in its own channels) → Flask, and shutdown.
-
-    client ──TLS──▶ waitress's loop (app.edge: TLS, deadlines, limits) ──▶ worker ──▶ Flask
+"""Wiring: certificates → waitress's loop (app.edge: TLS, deadlines, limits) → Flask.
 
 `WebhookServer` owns every moving part and their order: start loads the certificate
-first (a server without one cannot be ready), then opens the ports on one waitress
-loop; shutdown stops accepting, lets open exchanges finish, then stops the loop and
-the workers. `serve` adds the signal handling for `main`. Every step has a timeout.
-"""
+first (a server without one cannot be ready), then opens both ports on one waitress
+loop; shutdown stops accepting, lets open exchanges finish, then stops the workers
+and the loop. Every step has a timeout. The process's signals are `app.main`'s."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import ssl
 import threading
@@ -19,20 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry
 from waitress.task import ThreadedTaskDispatcher
 
 from app.certificates import CertificateWatcher
 from app.config import ConfigError, ServerConfig
-from app.edge.limits import (
-    METRICS_CONNECTIONS,
-    SOCKET_BUFFER_BYTES,
-    ByteBudget,
-    connection_limit,
-    raise_open_files_limit,
-    read_memory_limit,
-)
-from app.edge.listener import Listener, run
+from app.edge import limits as edge
+from app.edge.server import Listener, run
 from app.http import ADMISSION_PATHS, METRICS_PATH, create_app, only
 from app.logs import fields
 from app.metrics import Metrics
@@ -58,7 +47,7 @@ class WebhookServer:
         self._draining = self._stopped = self._started = False
         self._map: dict[int, Any] = {}  # waitress's socket map: one loop for both ports
         self._listeners: list[Listener] = []
-        self._budget = ByteBudget(config.edge.max_buffered_bytes)
+        self._budget = edge.ByteBudget(config.edge.max_buffered_bytes)
         self._dispatcher = ThreadedTaskDispatcher()  # waitress's worker threads
         self._loop: threading.Thread | None = None
         self.address = self.metrics_address = ("", 0)
@@ -74,30 +63,21 @@ class WebhookServer:
     def _start(self) -> None:
         self.certificates.load()
         config, limits = self.config, self.config.edge
-        soft, hard = raise_open_files_limit()
-        memory = read_memory_limit()
-        most = connection_limit(soft, limits.max_connections, memory, limits.max_buffered_bytes)
+        soft, hard = edge.raise_open_files_limit()
+        memory = edge.read_memory_limit()
+        wanted, budget = limits.max_connections, limits.max_buffered_bytes
+        most = edge.connection_limit(soft, wanted, memory, budget)
         admission = _listen(config.host, config.port)
         metrics = _listen(config.metrics_host, config.metrics_port)
         self.address, self.metrics_address = admission.getsockname()[:2], metrics.getsockname()[:2]
-        app = create_app(
-            config.policy,
-            self.metrics,
-            max_body_bytes=limits.max_body_bytes,
-            readiness=self._readiness,
-        )
+        cap = limits.max_body_bytes
+        app = create_app(config.policy, self.metrics, max_body_bytes=cap, readiness=self._readiness)
         # "Task queue depth is N" at WARNING for every queued request: noise under load.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self._dispatcher.set_thread_count(config.threads)
-        shared: dict[str, Any] = {
-            "limits": limits,
-            "budget": self._budget,
-            "on_close": self._closed,
-        }
-        shared |= {"map": self._map, "dispatcher": self._dispatcher}
         self._listeners = [
-            Listener(only(ADMISSION_PATHS, app), admission, most, self._context, **shared),
-            Listener(only((METRICS_PATH,), app), metrics, METRICS_CONNECTIONS, None, **shared),
+            self._listener(only(ADMISSION_PATHS, app), admission, most, self._context),
+            self._listener(only((METRICS_PATH,), app), metrics, edge.METRICS_CONNECTIONS, None),
         ]
         self.metrics.open_connections.set_function(self._open_connections)
         self._loop = threading.Thread(target=run, args=(self._map, self._listeners))
@@ -119,6 +99,10 @@ class WebhookServer:
         )
         log.info("serving", extra=serving)
 
+    def _listener(self, app: Any, sock: socket.socket, most: int, tls: Any) -> Listener:
+        edge = (self.config.edge, self._budget, self._closed)
+        return Listener(app, sock, most, tls, *edge, map=self._map, dispatcher=self._dispatcher)
+
     def _context(self) -> ssl.SSLContext:
         return self.certificates.context  # a renewed pair serves the next handshake
 
@@ -127,8 +111,7 @@ class WebhookServer:
             self.metrics.connections_closed.labels(reason=reason).inc()
 
     def buffered_bytes(self) -> int:
-        """Bytes of the budget for large bodies reserved now (app.edge.limits.ByteBudget)."""
-        return self._budget.used
+        return self._budget.used  # reserved for large bodies now (see ByteBudget)
 
     def stop_being_ready(self) -> None:
         """The first step of shutting down: /readyz fails, every response closes its
@@ -152,15 +135,14 @@ class WebhookServer:
         return drained
 
     def _drain(self, timeout: float) -> bool:
-        """Stop accepting and let open exchanges finish (a connection still in its
-        handshake may have its request behind it); then cut what is left, and stop
-        the workers and the loop (it ends once its map is empty)."""
+        """Stop accepting, let open exchanges (and handshakes) finish, cut what is left,
+        and stop the workers and the loop (it ends once its map is empty)."""
         self._on_loop(*(listener.close for listener in self._listeners))
         deadline = time.monotonic() + timeout
         while self._open_connections() and time.monotonic() < deadline:
             time.sleep(0.05)
         drained = not self._open_connections()
-        self._on_loop(*(channel.close_now for channel in self._channels()))
+        self._on_loop(self._cut)
         self._dispatcher.shutdown(timeout=STOP_TIMEOUT)
         self._on_loop(*(listener.trigger.close for listener in self._listeners))
         assert self._loop is not None
@@ -171,10 +153,10 @@ class WebhookServer:
         """Run `calls` on waitress's loop thread (its loop is not thread-safe)."""
         self._listeners[0].trigger.pull_trigger(lambda: [call() for call in calls])
 
-    def _channels(self) -> list[Any]:
-        return [
-            channel for each in self._listeners for channel in list(each.active_channels.values())
-        ]
+    def _cut(self) -> None:
+        for listener in self._listeners:
+            for channel in list(listener.active_channels.values()):
+                channel.close_now()
 
     def _open_connections(self) -> int:
         return sum(len(listener.active_channels) for listener in self._listeners)
@@ -201,36 +183,6 @@ def _listen(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
     # Accepted sockets inherit these. What a client does not read, and what it sends
     # while it waits, sit in kernel buffers that count against the Pod's memory.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, edge.SOCKET_BUFFER_BYTES)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, edge.SOCKET_BUFFER_BYTES)
     return sock
-
-
-def serve(config: ServerConfig) -> int:
-    """Run until SIGTERM or SIGINT; then fail /readyz and close every connection after
-    its next response for the shutdown delay while still serving, drain, and return 0.
-    A second signal forces exit."""
-    # Block the signals before any thread exists, so every thread inherits the mask
-    # and the kernel can only deliver them to sigwait below. With a Python handler
-    # instead, a signal landing on a worker thread leaves the main thread asleep in
-    # its wait, and the handler never runs.
-    signals = {signal.SIGTERM, signal.SIGINT}
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    server = WebhookServer(config, registry=registry)
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        server.start()
-        received = signal.sigwait(signals)
-    finally:
-        # From here a second SIGTERM terminates at once (its default action) and a
-        # second SIGINT raises KeyboardInterrupt.
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
-    log.info(
-        "signal received",
-        extra=fields(signal=signal.Signals(received).name, delay_seconds=config.shutdown_delay),
-    )
-    server.stop_being_ready()
-    time.sleep(config.shutdown_delay)
-    server.shutdown()
-    return 0

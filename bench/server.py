@@ -13,8 +13,9 @@ Starts, each in its own process, on loopback:
 Then wrk (keep-alive, one thread) posts the same realistic Pod review (about 3.2 KB,
 as a Deployment's Pod looks to the webhook) at 1 and at 8 connections to each, in
 interleaved rounds, and prints each run, the medians, their ratios against the
-ceiling, and our server's resident memory after the runs and while 1,000 idle TCP
-sockets, then 1,000 idle TLS connections, are open.
+ceiling, and our server's resident memory after the runs, while 1,000 idle TCP
+sockets, then 1,000 idle TLS connections, are open, and while 600 TLS connections
+trickle request heads and once they are gone.
 Asserts nothing: the figures depend on the machine. wrk comes from
 `hack/install.sh bench` (Debian's package).
 """
@@ -46,6 +47,7 @@ from tests.certs import CertificateAuthority
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = (1, 8)
 IDLE_SOCKETS = 1000
+TRICKLERS = 600
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -298,6 +300,23 @@ def idle_tls_connections(port: int, count: int, context: ssl.SSLContext) -> list
     return opened
 
 
+def trickling_heads(port: int, count: int, context: ssl.SSLContext) -> list[ssl.SSLSocket]:
+    """`count` TLS connections that each send the first bytes of a request head, then
+    one more byte each once all are open: the trickle the edge's minimum rate cuts."""
+    opened = idle_tls_connections(port, count, context)
+    for sock in opened:
+        sock.sendall(b"POST /mutate HTTP/1.1\r\nHost: localhost\r\n")
+    for sock in opened:
+        sock.sendall(b"X")
+    return opened
+
+
+def settled_mib(pid: int, seconds: float = 2.0) -> float:
+    """Resident memory once the server has had `seconds` to let go of what it held."""
+    time.sleep(seconds)
+    return resident_mib(pid)
+
+
 def one_review_ms(port: int, context: ssl.SSLContext, body: bytes) -> float:
     started = time.perf_counter()
     with (
@@ -371,7 +390,18 @@ def main() -> None:
             rss_idle_tls = resident_mib(ours.pid)
             for sock in idle_tls:
                 sock.close()
+            tricklers = trickling_heads(ours_port, TRICKLERS, context)
+            rss_trickling = resident_mib(ours.pid)
+            review_with_tricklers = one_review_ms(ours_port, context, body.read_bytes())
+            for sock in tricklers:
+                sock.close()
+            rss_trickled = settled_mib(ours.pid)
     report(runs, rss_after, (rss_idle, rss_idle_tls), review_with_idle, len(pod_review()))
+    print(
+        f"ours, resident memory while {TRICKLERS} TLS connections trickle request heads: "
+        f"{rss_trickling:.1f} MiB (a review on a new connection meanwhile: "
+        f"{review_with_tricklers:.1f} ms); once they are gone: {rss_trickled:.1f} MiB"
+    )
 
 
 def median_run(runs: list[Run]) -> Run:

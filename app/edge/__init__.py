@@ -1,3 +1,3 @@
-"""The serving edge, inside waitress's own loop: `channel` (one connection, TLS on
-memory BIOs), `listener` (one port, its limit and shedding), `limits`. waitress is the
-only HTTP parser. Imports: the standard library, waitress, `app.logs`, itself."""
+"""The serving edge, inside waitress's own loop: `server` (its channel and server, with
+TLS on memory BIOs, deadlines, shedding) and `limits`. waitress is the only HTTP parser.
+Imports: the standard library, waitress, `app.logs`, itself."""

@@ -4,6 +4,7 @@ but reading the cgroup's memory limit and raising the process's open-files limit
 
 from __future__ import annotations
 
+import contextlib
 import resource
 from collections import deque
 from collections.abc import Callable
@@ -12,9 +13,7 @@ from pathlib import Path
 
 MiB = 1024 * 1024
 FILES_PER_CONNECTION = 1  # its socket: TLS ends in waitress's own channel
-# Listening sockets, waitress's trigger pipes, the metrics port's connections,
-# certificate reads, logs, the interpreter's own files, with room to spare.
-RESERVED_FILES = 64
+RESERVED_FILES = 64  # listeners, triggers, the metrics port, logs, the interpreter...
 OPEN_FILES_CEILING = 1 << 20  # asked for when the hard limit is unlimited
 # The plain-HTTP metrics port's own connection limit (Prometheus scrapes with one).
 METRICS_CONNECTIONS = 8
@@ -60,11 +59,9 @@ def raise_open_files_limit() -> tuple[int, int]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else hard
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        try:
+        with contextlib.suppress(ValueError, OSError):  # else kept; the caller logs it
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
             soft = wanted
-        except (ValueError, OSError):
-            pass  # kept as it was; the caller logs what it got
     return soft, hard
 
 
@@ -123,6 +120,5 @@ class ByteBudget:
             self.used += size
             granted()
 
-    def forget(self, granted: Callable[[], None]) -> None:
-        """Stop waiting for `granted` (its connection closed)."""
+    def forget(self, granted: Callable[[], None]) -> None:  # its connection closed
         self._waiting = deque(entry for entry in self._waiting if entry[1] != granted)

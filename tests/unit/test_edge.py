@@ -28,8 +28,8 @@ import pytest
 import app.http
 from app.admission import review_request
 from app.config import ServerConfig
-from app.edge.channel import Channel
 from app.edge.limits import SOCKET_BUFFER_BYTES, connection_limit
+from app.edge.server import Channel
 from app.serving import WebhookServer
 from tests.unit.conftest import UID, build_review, wait_for
 

@@ -1,8 +1,8 @@
-"""One connection: waitress's own HTTP channel, with TLS run through memory BIOs.
+"""waitress's server and channel, with TLS, deadlines and limits: the serving edge.
 
-waitress is the only HTTP parser. This channel moves bytes between the socket and
-waitress (through an `ssl.SSLObject` on the TLS port) and reads waitress's parser
-state to know how far a request has got. Its states, checked by the listener's sweep:
+waitress is the only HTTP parser. A `Channel` (one connection) moves bytes between the
+socket and waitress, through an `ssl.SSLObject` on memory BIOs on the TLS port, and
+reads waitress's parser state to know how far a request has got. Its states:
 
     HANDSHAKE  TLS not done (the TLS port only): closed at handshake_timeout
     IDLE       no request: waitress's channel_timeout (idle_timeout) closes it
@@ -15,30 +15,35 @@ state to know how far a request has got. Its states, checked by the listener's s
     LINGER     answered and closing: the write side is shut and what the client
                still sends is dropped, briefly, so it reads our answer, not a reset
 
-waitress's classes are extended only through their hooks (`parser_class`,
-`task_class`, `send`, `received`, `handle_read`, ...).
+A `Listener` (one port) has its own connection limit, so the metrics port cannot use
+up the admission port's; at the limit the connection furthest behind the minimum
+rate is shed (`Channel.behind`), never one whose request is whole. `run` is waitress's
+loop with the deadline sweep. waitress is extended only through its classes' hooks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import socket
 import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
+from waitress.server import TcpWSGIServer
 from waitress.task import WSGITask
 from waitress.utilities import BadRequest
 
+from app.edge.limits import ByteBudget, EdgeLimits
 from app.logs import fields
-
-if TYPE_CHECKING:
-    from app.edge.listener import Listener
 
 log = logging.getLogger("pod_labeler.edge")
 
@@ -48,12 +53,12 @@ CIPHER_HIGH_WATER = 64 * 1024
 # Ciphertext in a row with no plaintext (KeyUpdates, empty records): CPU, no request.
 MAX_DRY_CIPHERTEXT = 64 * 1024
 LINGER_BYTES = 256 * 1024  # what a client may still send after our closing answer
+SWEEP_INTERVAL = 0.25  # how often deadlines are checked: their resolution
+ACCEPT_BATCH = 64
+# "Out of resources for now": shed one, pause accepting, log once per 10 s.
+_RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+ACCEPT_BACKOFF, ACCEPT_ERROR_LOG_INTERVAL = 0.1, 10.0
 _NO_BIO = ssl.MemoryBIO()
-
-
-class RequestTimeout(BadRequest):  # type: ignore[misc]
-    code = 408
-    reason = "Request Timeout"
 
 
 class Parser(HTTPRequestParser):  # type: ignore[misc]
@@ -78,11 +83,10 @@ class Task(WSGITask):  # type: ignore[misc]
 
     wrote_header: bool
 
-    def build_response_header(self) -> bytes:
+    def execute(self) -> None:
         if self.channel.server.draining:
             self.set_close_on_finish()
-        header: bytes = super().build_response_header()
-        return header
+        super().execute()
 
     def write(self, data: bytes) -> None:
         if self.wrote_header or not self.complete or self.content_length != len(data):
@@ -123,8 +127,6 @@ class Channel(HTTPChannel):  # type: ignore[misc]
     def _answering(self) -> bool:
         return bool(self.requests or self.total_outbufs_len or self._cipher)
 
-    # -- reading ---------------------------------------------------------------------
-
     def readable(self) -> bool:
         if self._linger_until:
             return True
@@ -146,7 +148,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
                 self.close_now()
         elif not data:
             self._peer_closed()
-        elif self.server.tls is None:
+        elif not self.server.tls:
             self._take(data)
         else:
             self._decrypt(data)
@@ -230,10 +232,9 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         self._window = (time.time(), self._taken)
 
     def _peer_closed(self) -> None:
-        """EOF from the client: a whole request is still answered (a half-close)."""
-        if self.requests or self.total_outbufs_len:
-            self._peer_done = True
-        else:
+        """EOF: a whole request is still answered (a half-close), else close now."""
+        self._peer_done = bool(self.requests or self.total_outbufs_len)
+        if not self._peer_done:
             self.close_now()
 
     def service(self) -> None:
@@ -250,14 +251,11 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         if self._held and not self._answering:
             self.received(b"")
 
-    # -- writing ---------------------------------------------------------------------
-
     def send(self, data: bytes, do_close: bool = True) -> int:
         """waitress's flush calls this with plaintext, on the loop or a worker thread;
         0 means nothing was taken (the client is not reading)."""
-        if self.server.tls is None:
-            sent: int = super().send(data, do_close)
-            return sent
+        if not self.server.tls:
+            return int(super().send(data, do_close))
         with self._lock:
             taken = 0
             if (pushed := self._push()) and len(self._cipher) < CIPHER_HIGH_WATER:
@@ -299,8 +297,6 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         if self._held:
             self._answered()
 
-    # -- closing ---------------------------------------------------------------------
-
     def handle_close(self) -> None:
         """waitress closes here: after a closing answer (then linger), or on an error."""
         if self.will_close and self.socket is not None and not self._linger_until:
@@ -335,8 +331,6 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         self._answered()
         self.server.on_close(self.reason)
         super().handle_close()
-
-    # -- deadlines and shedding, from the listener's sweep -----------------------------
 
     def _enter(self, now: float) -> None:
         self._since, self._window = now, (now, self._taken)
@@ -374,7 +368,8 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         what = "body" if self.request.headers_finished else "head"
         with self.requests_lock:
             request, self.request = self.request, None
-            request.error = RequestTimeout(f"the request {what} did not arrive in time")
+            request.error = BadRequest(f"the request {what} did not arrive in time")
+            request.error.code, request.error.reason = 408, "Request Timeout"
             request.completed = True
             self.requests.append(request)
         self._busy, self.reason = True, "timeout"
@@ -399,3 +394,93 @@ class Channel(HTTPChannel):  # type: ignore[misc]
     def sheddable(self) -> bool:
         """Not a connection whose request is whole, nor one waiting for the budget."""
         return not (self.requests or self.total_outbufs_len or self._waiting)
+
+
+class Listener(TcpWSGIServer):  # type: ignore[misc]
+    channel_class = Channel
+
+    def __init__(
+        self,
+        application: Any,
+        sock: socket.socket,
+        max_connections: int,
+        tls: Callable[[], ssl.SSLContext] | None,  # each connection's context; None: plain
+        limits: EdgeLimits,
+        budget: ByteBudget,
+        on_close: Callable[[str], None],
+        **kw: Any,
+    ) -> None:
+        self.tls, self.limits, self.budget, self.on_close = tls, limits, budget, on_close
+        self.max_connections, self.draining = max_connections, False
+        self._paused_until = self._error_logged = 0.0
+        adjustments = Adjustments(
+            # waitress refuses at equality: one byte more than the largest we take.
+            max_request_header_size=limits.max_header_bytes + 1,
+            # The plain (metrics) port takes no body: 413 from the head, or the first byte.
+            max_request_body_size=limits.max_body_bytes + 1 if tls else 1,
+            # Above the largest request: a body is never spooled to a temporary file.
+            inbuf_overflow=limits.max_body_bytes + limits.max_header_bytes + 1,
+            url_scheme="https" if tls else "http",
+            ident="pod-labeler",
+            backlog=4096,
+            log_socket_errors=False,  # a client going away is not an error of ours
+        )
+        # waitress's idle timeout; set after parsing, which rounds it to whole seconds.
+        adjustments.channel_timeout = limits.idle_timeout
+        sockinfo = (sock.family, sock.type, sock.proto, sock.getsockname())
+        kw |= {"_sock": sock, "sockinfo": sockinfo, "bind_socket": False, "adj": adjustments}
+        super().__init__(application, **kw)
+
+    def readable(self) -> bool:
+        if not self.accepting or time.time() < self._paused_until:
+            return False
+        return len(self.active_channels) < self.max_connections or any(
+            channel.sheddable for channel in self.active_channels.values()
+        )
+
+    def handle_accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):  # a flood is taken in batches, not one per loop turn
+            try:
+                sock, address = self.socket.accept()
+            except OSError as error:  # none waiting, the client left, or no descriptor
+                if error.errno in _RESOURCE_ERRORS:  # EMFILE and the like
+                    self.shed_one()
+                    self._paused_until = now = time.time() + ACCEPT_BACKOFF
+                    if now - self._error_logged >= ACCEPT_ERROR_LOG_INTERVAL:
+                        log.error("cannot accept connections", extra=fields(error=str(error)))
+                        self._error_logged = now
+                return
+            if len(self.active_channels) >= self.max_connections and not self.shed_one():
+                sock.close()  # every connection's request is whole: none may go
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.channel_class(self, sock, address, self.adj, map=self._map)
+
+    def shed_one(self) -> bool:
+        """Close the connection slowest to send its request; False if none may go."""
+        now = time.time()
+        candidates = [channel for channel in self.active_channels.values() if channel.sheddable]
+        if candidates:
+            max(candidates, key=lambda channel: channel.behind(now)).close_now("shed")
+        return bool(candidates)
+
+    def sweep(self, now: float) -> None:
+        for channel in list(self.active_channels.values()):
+            channel.sweep(now)
+        self.maintenance(now)  # waitress's own: channel_timeout closes idle channels
+
+    def close(self) -> None:
+        """Stop accepting: the connections and waitress's trigger stay."""
+        wasyncore.dispatcher.close(self)
+
+
+def run(socket_map: dict[int, Any], listeners: list[Listener]) -> None:
+    """waitress's loop (`wasyncore.loop`) with the deadline sweep between polls; it
+    ends when the map is empty."""
+    next_sweep = 0.0
+    while socket_map:
+        wasyncore.poll2(SWEEP_INTERVAL, socket_map)
+        if (now := time.time()) >= next_sweep:
+            next_sweep = now + SWEEP_INTERVAL
+            for listener in listeners:
+                listener.sweep(now)
