@@ -36,10 +36,11 @@ down: ## Stop everything `make up` started
 	$(PY) -m localcp down
 
 .PHONY: lint
-lint: ## ruff, mypy, helm lint, actionlint, hadolint, chart/README.md up to date
+lint: ## ruff, mypy, import contracts, helm lint, actionlint, hadolint, chart/README.md up to date
 	ruff check .
 	ruff format --check .
 	mypy
+	lint-imports --cache-dir .cache/import-linter
 	helm lint --strict chart
 	actionlint
 	hadolint Dockerfile

@@ -7,7 +7,10 @@ May import:
   or `bench`.
 - `tests/e2e`: `tests` itself and test libraries; never `app`, `localcp` or `bench`:
   it reaches the cluster only through kubectl and helm, so the same suite runs on the
-  local control plane and on kind.
+  local control plane and on kind. The one exception is `app.backfill`, itself a
+  cluster client, which the backfill tests call in-process.
 - `tests/certs.py`: the standard library and `cryptography` only, because `bench`
   imports it too.
+
+pyproject.toml states these as import-linter contracts (`lint-imports`, `make lint`).
 """

@@ -6,9 +6,9 @@ Split by concern like controller-runtime's `pkg/webhook/admission`:
 the label syntax), `outcome` (how a request was answered) and `review` (the
 decision).
 
-Imports: the standard library and this package only (tests/unit/test_layering.py
-enforces it), so the core runs and is tested without Flask, the server's settings
-or any I/O.
+Imports: the standard library and this package only (an import-linter contract in
+pyproject.toml enforces it: `lint-imports`, `make lint`), so the core runs and is
+tested without Flask, the server's settings or any I/O.
 """
 
 from app.admission.decode import InvalidReview
