@@ -1,4 +1,5 @@
-"""What the unit tests share about the project's pinned tools: versions.env and helm."""
+"""What the unit tests share about the project's pinned tools: versions.env and the tools
+hack/install.sh builds (helm, promtool)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,17 @@ def pinned(name: str) -> str:
     pytest.fail(f"{name} is missing from {VERSIONS.name}")
 
 
-def find_helm() -> str:
-    """The pinned helm that `make install` builds, else one on PATH; never a skip."""
-    built = ROOT / ".cache" / "bin" / "helm"
+def find_tool(name: str) -> str:
+    """A pinned tool that `make install` builds into .cache/bin, else one on PATH; never a skip."""
+    built = ROOT / ".cache" / "bin" / name
     if built.is_file() and os.access(built, os.X_OK):
         return str(built)
-    found = shutil.which("helm")
+    found = shutil.which(name)
     if found is None:
-        pytest.fail(f"helm is neither in {built.parent} nor on PATH: run `make install`")
+        pytest.fail(f"{name} is neither in {built.parent} nor on PATH: run `make install`")
     return found
+
+
+def find_helm() -> str:
+    """The pinned helm."""
+    return find_tool("helm")
