@@ -18,7 +18,7 @@ OPEN_FILES_CEILING = 1 << 20  # asked for when the hard limit is unlimited
 # The plain-HTTP metrics port's own connection limit (Prometheus scrapes with one).
 METRICS_CONNECTIONS = 8
 # One connection's memory beside the byte budget: its TLS state and waitress channel
-# (about 40 KiB measured when idle), a small request held whole (a 16 KiB head and a
+# (about 20 KiB measured when idle), a small request held whole (a 16 KiB head and a
 # 64 KiB body, which the budget does not count), and up to 64 KiB of kernel socket
 # buffers (SOCKET_BUFFER_BYTES, doubled, each way), charged to the Pod's cgroup too.
 MEMORY_PER_CONNECTION = 224 * 1024
