@@ -13,7 +13,11 @@
 #     two images built with podman: the local base image and the Pods' pause image;
 #   - wrk for the benchmarks, from the distribution's packages.
 #
-# Usage: hack/install.sh [python|go|node|bench|all]   (default: all)
+# `peers` (never part of `all`; `make bench-peers` runs it) builds Kyverno and Gatekeeper,
+# which bench/peers.py runs beside ours, into .cache/bin, with their CRDs and manifests
+# in .cache/kyverno and .cache/gatekeeper.
+#
+# Usage: hack/install.sh [python|go|node|bench|peers|all]   (default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -251,6 +255,74 @@ build_refwebhook() {
   stamp refwebhook "$want"
 }
 
+# The peers bench/peers.py compares ours with. Each compiles with a build cache of its
+# own (GOCACHE, about 2.6 GB for Kyverno), deleted once the binary is built; the modules
+# stay in the shared module cache. Their CRDs and install manifests ship inside their
+# modules: a copy is kept under .cache, as for cert-manager.
+peers_build_cache="$build/peers-gocache"
+
+# Logs what a peer's build left: the binary, and the build cache about to be deleted.
+peer_built() {
+  local name=$1
+  log "$name: binary $(du -sh "$bin/$name" | cut -f1), build cache $(du -sh "$peers_build_cache" | cut -f1) (deleted)"
+  rm -rf "$peers_build_cache"
+}
+
+peer_manifests() {
+  local dest=$1 src=$2; shift 2
+  rm -rf "$dest" && mkdir -p "$dest"
+  local path
+  for path in "$@"; do cp -r "$src/$path" "$dest/"; done
+  chmod -R u+w "$dest"
+}
+
+# Kyverno's go.mod has one replace line (k8s.io/pod-security-admission => its own fork),
+# so `go install` refuses it: a build module of our own copies that line.
+build_kyverno() {
+  local v=$KYVERNO_VERSION
+  have kyverno "$v" && [[ -d "$cache/kyverno" ]] && { log "kyverno $v already built"; return; }
+  local dir="$build/kyverno-$v"
+  mkdir -p "$dir"
+  local gomod src
+  gomod=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "github.com/kyverno/kyverno@$v" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    printf 'module localbuild/kyverno\n\ngo 1.26\n\nrequire github.com/kyverno/kyverno %s\n\n' "$v"
+    grep -E '^replace k8s\.io/pod-security-admission ' "$gomod"
+  } >"$dir/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/kyverno/kyverno/cmd/kyverno"\n' >"$dir/tools.go"
+  (cd "$dir" && go mod tidy)
+  log "building kyverno $v"
+  (cd "$dir" && GOCACHE="$peers_build_cache" go build -trimpath \
+    -ldflags "-s -w -X github.com/kyverno/kyverno/pkg/version.BuildVersion=$v" \
+    -o "$bin/kyverno" github.com/kyverno/kyverno/cmd/kyverno)
+  peer_built kyverno
+  src=$(cd "$dir" && go list -m -f '{{.Dir}}' github.com/kyverno/kyverno)
+  peer_manifests "$cache/kyverno" "$src/config" crds install-latest-testing.yaml
+  stamp kyverno "$v"
+}
+
+# Gatekeeper's main package is its module's root, and its go.mod has no replace line.
+build_gatekeeper() {
+  local v=$GATEKEEPER_VERSION
+  have gatekeeper "$v" && [[ -d "$cache/gatekeeper" ]] && { log "gatekeeper $v already built"; return; }
+  local src
+  src=$(cd "$build" && GOFLAGS=-mod=mod go mod download -json "github.com/open-policy-agent/gatekeeper/v3@$v" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  log "building gatekeeper $v"
+  GOCACHE="$peers_build_cache" GOBIN="$bin" go install -trimpath \
+    -ldflags "-X github.com/open-policy-agent/gatekeeper/v3/pkg/version.Version=$v" \
+    "github.com/open-policy-agent/gatekeeper/v3@$v"
+  peer_built gatekeeper
+  peer_manifests "$cache/gatekeeper" "$src" charts/gatekeeper/crds deploy/gatekeeper.yaml
+  stamp gatekeeper "$v"
+}
+
+install_peers() {
+  command -v go >/dev/null || { log "go is required (see README)"; exit 1; }
+  timed kyverno build_kyverno
+  timed gatekeeper build_gatekeeper
+  log "module cache: $(du -sh "$(go env GOMODCACHE)" | cut -f1) (kept)"
+}
+
 # Debian packages, installed only where missing. The node: podman builds the images
 # (no Docker engine), runc runs containers, mmdebstrap makes the local base image,
 # the CNI plugins give Pods their network, iptables is kube-proxy's and the CNI's.
@@ -281,7 +353,7 @@ image_stamp_ok() { podman image exists "$1" && [[ "$(cat "$bin/.$2.version" 2>/d
 # The base of the image `make up` runs, where no container registry can be reached:
 # Debian bookworm (its python3 is 3.11, PYTHON_VERSION) made with mmdebstrap from the
 # host's own apt sources. Released images use the Dockerfile's default base (the
-# official python image) instead; README says how the two differ.
+# official python image) instead; docs/how-it-works.md says how the two differ.
 build_local_base() {
   local want
   want=$(printf '%s\n' "$LOCAL_BASE_IMAGE" "$(declare -f build_local_base)" | sha256sum | cut -d' ' -f1)
@@ -349,6 +421,7 @@ case "${1:-all}" in
   go) install_go ;;
   node) install_node ;;
   bench) timed wrk apt_install "${BENCH_PACKAGES[@]}" ;;
+  peers) install_peers ;;
   all) timed python install_python; install_node; install_go; timed wrk apt_install "${BENCH_PACKAGES[@]}" ;;
-  *) echo "usage: $0 [python|go|node|bench|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [python|go|node|bench|peers|all]" >&2; exit 2 ;;
 esac

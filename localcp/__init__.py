@@ -7,7 +7,8 @@ The webhook's image is built with podman from the project's Dockerfile and hande
 containerd, and the chart is installed with the real helm: the chart's Pods run as
 containers of that image, and the API server calls them over real TLS.
 
-May import: the standard library, `cryptography` (pki.py) and `localcp` itself. Never
+May import: the standard library, `cryptography` (pki.py), PyYAML (prometheus.py reads
+helm's rendered manifests) and `localcp` itself. Never
 `app` (it runs the server only as a container of its image), `bench` or `tests`. It
 reaches the cluster only through kubectl and helm (kube.py), and containerd through ctr.
 """

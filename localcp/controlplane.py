@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from localcp import host, image, kube, network, node, procs
+from localcp import host, image, kube, network, node, procs, prometheus
 from localcp.layout import (
     APISERVER_PORT,
     APISERVER_URL,
@@ -35,7 +35,7 @@ from localcp.pki import ensure_pki, write_kubeconfig
 # (or the API server its etcd) while it is still shutting down.
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 CERT_MANAGER = ("cert-manager-controller", "cert-manager-cainjector")
-DAEMONS = (*CONTROL_PLANE, *node.DAEMONS, *CERT_MANAGER)
+DAEMONS = (*CONTROL_PLANE, *node.DAEMONS, *CERT_MANAGER, "prometheus")
 BINARIES = (
     "etcd",
     "kube-apiserver",
@@ -50,6 +50,7 @@ BINARIES = (
     "ctr",
     "cert-manager-controller",
     "cert-manager-cainjector",
+    "prometheus",
 )
 
 
@@ -244,7 +245,7 @@ def install_chart(image_name: str) -> None:
 
 def _webhook_image() -> str:
     """Build the webhook's image if what goes into it changed, and give it to containerd."""
-    name = image.ensure_built(os.environ.get("LOCAL_BASE_IMAGE", _pinned("LOCAL_BASE_IMAGE")))
+    name = image.ensure_built(_base_image())
     node.import_image(name)
     return name
 
@@ -326,11 +327,7 @@ def _webhook_log_tails(lines: int = 15) -> str:
     return f"{pods}{logs}" or "(no webhook Pods)"
 
 
-def up() -> None:
-    """longer than 60 lines because it is the whole bring-up in order, one step a line."""
-    host.require_root()
-    _require_binaries()
-    started = time.monotonic()
+def _start_control_plane() -> None:
     FILES.root.mkdir(parents=True, exist_ok=True)
     token = ensure_pki(FILES.pki)
     write_kubeconfig(FILES.kubeconfig, APISERVER_URL, FILES.pki / "ca.crt", token)
@@ -343,6 +340,9 @@ def up() -> None:
     _say("starting kube-controller-manager and kube-scheduler")
     start_controller_manager()
     start_scheduler()
+
+
+def _start_node() -> None:
     _say("starting containerd")
     node.start_containerd(_pinned("PAUSE_IMAGE"))
     for built in _installed_images():
@@ -350,30 +350,56 @@ def up() -> None:
     _say(f"starting kubelet and kube-proxy (node {NODE_NAME})")
     node.start_kubelet()
     node.start_kube_proxy()
-    _say("starting cert-manager (controller, cainjector)")
-    start_cert_manager()
+
+
+def _install_webhook() -> str:
+    """Build and install the webhook; returns its image once a new Pod comes back labelled."""
     _say("building the webhook's image from the Dockerfile (skipped when unchanged)")
     image_name = _webhook_image()
     _say(f"helm upgrade --install {RELEASE} ./chart -n {RELEASE_NAMESPACE} --wait ({image_name})")
     try:
         install_chart(image_name)
-    except kube.CommandError as error:
-        raise procs.StartupError(f"{error}\n{_webhook_log_tails()}") from None
-    expected = release_labels()
-    try:
+        expected = release_labels()
         procs.wait_until(
             "kubelet", lambda: _pod_is_labelled(expected), 180, f"a new Pod labelled {expected}"
         )
-    except procs.StartupError as error:
+    except (kube.CommandError, procs.StartupError) as error:
         raise procs.StartupError(f"{error}\n{_webhook_log_tails()}") from None
-    node.remove_images(keep=image_name, repository=IMAGE_REPOSITORY)
-    image.remove_older(keep=image_name)
+    return image_name
+
+
+def _forget_older_images() -> None:
+    """The webhook images of earlier builds. Not at `up`: a release rolled back (or a
+    test restoring it) may still run one while the cluster is up."""
+    try:
+        current = f"{IMAGE_REPOSITORY}:{image.tag_for(image.base_image_id(_base_image()))}"
+    except SystemExit:  # no base image: nothing was ever built from it
+        return
+    image.remove_older(keep=current)
+    node.remove_images(keep=current, repository=IMAGE_REPOSITORY)
+
+
+def _base_image() -> str:
+    return os.environ.get("LOCAL_BASE_IMAGE", _pinned("LOCAL_BASE_IMAGE"))
+
+
+def up() -> None:
+    host.require_root()
+    _require_binaries()
+    started = time.monotonic()
+    _start_control_plane()
+    _start_node()
+    _say("starting cert-manager (controller, cainjector)")
+    start_cert_manager()
+    image_name = _install_webhook()
+    _say(f"starting Prometheus on {prometheus.URL} (the chart's scrape and alerting rules)")
+    prometheus.start()
     _say(f"up in {time.monotonic() - started:.0f}s")
     kubectl = BIN / "kubectl"
     print(
         f"""
 The local cluster is up: a control plane, one node (kubelet, containerd, kube-proxy),
-cert-manager, and the webhook serving from the image {image_name}.
+cert-manager, Prometheus, and the webhook serving from the image {image_name}.
 
   export KUBECONFIG={FILES.kubeconfig}
   export PATH={BIN}:$PATH
@@ -383,6 +409,7 @@ Create a Pod and see its labels:
   {kubectl} run demo --image={_pinned("PAUSE_IMAGE")} --labels=app=demo -n default
   {kubectl} get pod demo -n default --show-labels
 
+Prometheus (scraping the webhook, with the chart's alerts): {prometheus.URL}
 Logs: {FILES.logs}/ (the daemons), `kubectl logs` (the Pods).   Stop everything: make down
 """
     )
@@ -397,8 +424,9 @@ def down() -> None:
             procs.stop(name)
         node.drain()
     for name in reversed(DAEMONS):
-        if name == "containerd":
+        if name == "containerd" and procs.running_pid(name) is not None:
             node.clear_leftovers()
+            _forget_older_images()
         procs.stop(name)
     node.clear_leftovers()
     network.teardown()
@@ -407,7 +435,7 @@ def down() -> None:
     node.remove_state()
     # Nothing of a stopped cluster is worth keeping, its 30-day certificates least of
     # all; the next `up` starts clean.
-    for path in (FILES.etcd_data, FILES.pids, FILES.pki, FILES.config):
+    for path in (FILES.etcd_data, FILES.pids, FILES.pki, FILES.config, prometheus.DATA):
         shutil.rmtree(path, ignore_errors=True)
     _say("down: nothing left running")
 

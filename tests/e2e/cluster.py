@@ -2,7 +2,7 @@
 
 Everything goes through the API, so the same tests run on the local control plane
 (`make up`) and on kind. kubectl's stderr is kept, because that is where it prints
-the warnings an admission webhook returns. README's "Development" section says why
+the warnings an admission webhook returns. DEVELOPMENT.md says why
 these helpers are ours rather than pytest-helm-charts' or pykube-ng's.
 """
 
@@ -127,6 +127,17 @@ class Cluster:
         result = self.kubectl(*args, stdin=json.dumps(pod_manifest(labels, name)))
         return result.json(), result.stderr
 
+    def ready_pods(self, namespace: str, count: int, timeout: float = 120) -> list[dict[str, Any]]:
+        """Until `count` Pods in `namespace` run Ready on a node (the kubelet has done
+        its status updates, so their resourceVersions stay put); returns them."""
+
+        def all_ready() -> list[dict[str, Any]] | None:
+            pods = self.get("pods", "-n", namespace)["items"]
+            ready = [p for p in pods if _condition(p, "Ready")]
+            return ready if len(ready) == count else None
+
+        return wait_for(all_ready, timeout, f"{count} Ready Pods in {namespace}")
+
     def try_create_pod(
         self, namespace: str, dry_run: bool = True
     ) -> tuple[dict[str, Any] | None, str]:
@@ -189,6 +200,11 @@ def pod_manifest(labels: dict[str, str] | None = None, name: str | None = None) 
             "terminationGracePeriodSeconds": 0,
         },
     }
+
+
+def _condition(obj: dict[str, Any], kind: str) -> bool:
+    conditions = obj.get("status", {}).get("conditions", [])
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
 
 
 def unique(prefix: str) -> str:

@@ -270,11 +270,14 @@ def run_in_process(
 
 @pytest.fixture
 def unlabelled_pods(cluster: Cluster, release: Release, namespace: str, mode: str) -> str:
-    """Three unlabelled Pods in `namespace`, which then opts back in."""
+    """Three unlabelled Pods in `namespace`, running, which then opts back in."""
     cluster.kubectl("label", "namespace", namespace, f"{release.opt_out_label}=true")
     for name in ("first", "second", "third"):
         cluster.create_pod(namespace, name=name)
     cluster.kubectl("label", "namespace", namespace, f"{release.opt_out_label}-")
+    # Where a kubelet runs them, it updates their status until they are Ready: each
+    # update is a change between listing and patching too.
+    cluster.ready_pods(namespace, 3)
     return namespace
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.cluster import CHART, Cluster, wait_for
+from tests.e2e.cluster import CHART, Cluster
 from tests.e2e.release import Release, upgrade
 
 HOOK_TEMPLATES = (
@@ -25,7 +25,6 @@ HOOK_TEMPLATES = (
     "backfill-clusterrolebinding.yaml",
     "backfill-job.yaml",
 )
-RUNNING_TIMEOUT = 120.0
 
 
 def render_hook(cluster: Cluster, release: Release) -> list[dict[str, Any]]:
@@ -54,17 +53,6 @@ def hook(cluster: Cluster, release: Release) -> Iterator[dict[str, dict[str, Any
         cluster.kubectl("delete", "--ignore-not-found", "-f", "-", stdin=manifest, check=False)
 
 
-def running_pods(cluster: Cluster, namespace: str, count: int) -> list[dict[str, Any]]:
-    """Until `count` Pods in `namespace` are Running on a node; returns them."""
-
-    def all_running() -> list[dict[str, Any]] | None:
-        pods = cluster.get("pods", "-n", namespace)["items"]
-        running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
-        return running if len(running) == count else None
-
-    return wait_for(all_running, RUNNING_TIMEOUT, f"{count} Running Pods in {namespace}")
-
-
 def test_the_hook_job_labels_the_pods_that_were_already_running(
     cluster: Cluster, restore_release: Release, namespace: str
 ) -> None:
@@ -72,7 +60,7 @@ def test_the_hook_job_labels_the_pods_that_were_already_running(
     cluster.kubectl("label", "namespace", namespace, f"{release.opt_out_label}=true")
     for name in ("first", "second"):
         cluster.create_pod(namespace, name=name, labels={"app": "shop"})
-    before = running_pods(cluster, namespace, 2)
+    before = cluster.ready_pods(namespace, 2)
     cluster.kubectl("label", "namespace", namespace, f"{release.opt_out_label}-")
     assert all(p["metadata"]["labels"] == {"app": "shop"} for p in before)
 

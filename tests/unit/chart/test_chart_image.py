@@ -104,7 +104,9 @@ def test_the_backfill_hook_job_runs_the_webhooks_image_by_the_same_digest(render
     manifests = render(f"image.digest={DIGEST}", "backfill.onInstall=true")
     (job,) = manifests.of_kind("Job")
 
-    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == container(manifests)["image"]
+    assert (
+        job["spec"]["template"]["spec"]["containers"][0]["image"] == container(manifests)["image"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,145 @@
+"""The chart's alerts and dashboard against a real Prometheus that scrapes the real
+webhook Pods the way the chart's ServiceMonitor selects them (`make up` starts it).
+
+Exercises: Prometheus's Kubernetes discovery (EndpointSlices through the API server),
+its scrapes of each replica's `metrics` port, and its rule evaluation of the chart's
+PrometheusRule, re-rendered here with a shorter `for` through the chart's values
+(never its defaults) and loaded with Prometheus's /-/reload.
+
+Only where that Prometheus runs (the local cluster): elsewhere these tests skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.cluster import CHART, Cluster, wait_for
+from tests.e2e.release import Release, restore, scale
+from tests.promql import series_in
+
+PROMETHEUS_URL = os.environ.get("E2E_PROMETHEUS_URL", "http://127.0.0.1:9090")
+# The local Prometheus scrapes and evaluates every 5 s.
+INTERVAL = 5.0
+SHORT_DOWN_FOR = "20s"
+DOWN_ALERT = "PodLabelerDown"
+
+
+def api(path: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(f"{PROMETHEUS_URL}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    return json.loads(body) if body.startswith(b"{") else body
+
+
+def query(expression: str) -> list[dict[str, Any]]:
+    result = api(f"/api/v1/query?query={urllib.parse.quote(expression)}")
+    assert result["status"] == "success", result
+    found: list[dict[str, Any]] = result["data"]["result"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> str:
+    try:
+        api("/-/ready")
+    except OSError:
+        pytest.skip(f"no Prometheus at {PROMETHEUS_URL} (it runs on the local cluster)")
+    return PROMETHEUS_URL
+
+
+def render(cluster: Cluster, release: Release, *sets: str) -> list[dict[str, Any]]:
+    """The chart with the release's values, its PrometheusRule and dashboard switched on."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as values:
+        json.dump(release.original_values, values)
+        values.flush()
+        switched_on = ("metrics.prometheusRule.enabled=true", "metrics.dashboard.enabled=true")
+        args = [arg for s in (*switched_on, *sets) for arg in ("--set", s)]
+        out = cluster.helm(
+            "template", release.name, str(CHART), "-n", release.namespace, "-f", values.name, *args
+        ).stdout
+    return [obj for obj in yaml.safe_load_all(out) if obj]
+
+
+def alert_expressions(objects: list[dict[str, Any]]) -> list[str]:
+    (rule,) = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
+    return [r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def panel_expressions(objects: list[dict[str, Any]]) -> list[str]:
+    (board,) = [
+        json.loads(next(iter(obj["data"].values())))
+        for obj in objects
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].endswith("-dashboard")
+    ]
+    return [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+
+
+def load_rules(cluster: Cluster, release: Release, *sets: str) -> None:
+    """Write the re-rendered rules where Prometheus reads them, and reload it."""
+    config = yaml.safe_load(api("/api/v1/status/config")["data"]["yaml"])
+    (rules_file,) = config["rule_files"]
+    (rule,) = [o for o in render(cluster, release, *sets) if o["kind"] == "PrometheusRule"]
+    Path(rules_file).write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    api("/-/reload", method="POST")
+
+
+def test_every_series_the_alerts_and_the_dashboard_read_has_data_once_pods_were_created(
+    cluster: Cluster, release: Release, namespace: str, prometheus: str
+) -> None:
+    cluster.create_pod(namespace)
+    cluster.create_pod(namespace, labels={release.label_key: release.other_value})  # overwritten
+    objects = render(cluster, release)
+    service = next(o for o in objects if o["kind"] == "Service" and o["spec"].get("selector"))
+    expressions = alert_expressions(objects) + panel_expressions(objects)
+    names = {name for expression in expressions for name in series_in(expression)}
+    matchers = f'job="{service["metadata"]["name"]}",namespace="{release.namespace}"'
+
+    def without_data() -> list[str]:
+        return sorted(n for n in names if not query(f'{{__name__="{n}",{matchers}}}'))
+
+    wait_for(lambda: not without_data(), 60, f"data for every series: {names}")
+
+
+@pytest.fixture
+def short_down_alert(
+    cluster: Cluster, restore_release: Release, prometheus: str
+) -> Iterator[Release]:
+    load_rules(cluster, restore_release, f"metrics.prometheusRule.pendingFor.down={SHORT_DOWN_FOR}")
+    try:
+        yield restore_release
+    finally:
+        restore(cluster, restore_release)
+        load_rules(cluster, restore_release)
+
+
+def _down_alert_state() -> str | None:
+    alerts = query(f'ALERTS{{alertname="{DOWN_ALERT}"}}')
+    return alerts[0]["metric"]["alertstate"] if alerts else None
+
+
+def test_no_replica_fires_the_down_alert_within_its_for_window_and_back_resolves_it(
+    cluster: Cluster, short_down_alert: Release
+) -> None:
+    release = short_down_alert
+    assert _down_alert_state() is None
+
+    scale(cluster, release, 0)
+    started = time.monotonic()
+    # The targets go when the Pods do; then `for`, give or take a scrape and an evaluation.
+    window = 20 + 4 * INTERVAL + 50  # the Pods' own termination (drain) is in it too
+    wait_for(lambda: _down_alert_state() == "firing", window, f"{DOWN_ALERT} firing")
+    assert time.monotonic() - started >= 20  # not before its `for`
+
+    scale(cluster, release, release.replicas)
+    wait_for(lambda: _down_alert_state() is None, 120, f"{DOWN_ALERT} resolved")
