@@ -309,7 +309,10 @@ def test_a_pod_relabelled_between_listing_and_patching_is_read_again_and_keeps_t
 
     summary = run_in_process(cluster, release, namespace, relabel_second)
 
-    assert (summary.patched, summary.conflicts, summary.failed) == (3, 1, 0)
+    assert (summary.patched, summary.failed) == (3, 0)
+    # At least the relabelling's conflict; a kubelet may write a Pod's status at any
+    # time too, and each write is one more conflict, read again and retried.
+    assert summary.conflicts >= 1
     assert labels_of(cluster, namespace)["second"] == {
         "meanwhile": "yes",
         **release.original_labels,
