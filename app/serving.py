@@ -50,6 +50,7 @@ class WebhookServer:
         self._budget = edge.ByteBudget(config.edge.max_buffered_bytes)
         self._dispatcher = ThreadedTaskDispatcher()  # waitress's worker threads
         self._loop: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.address = self.metrics_address = ("", 0)
 
     def start(self) -> None:
@@ -80,7 +81,7 @@ class WebhookServer:
             self._listener(only((METRICS_PATH,), app), metrics, edge.METRICS_CONNECTIONS, None),
         ]
         self.metrics.open_connections.set_function(self._open_connections)
-        self._loop = threading.Thread(target=run, args=(self._map, self._listeners))
+        self._loop = threading.Thread(target=run, args=(self._map, self._listeners, self._stopping))
         self._loop.name, self._loop.daemon = "waitress", True
         self._loop.start()
         self.certificates.start()
@@ -114,8 +115,7 @@ class WebhookServer:
         return self._budget.used  # reserved for large bodies now (see ByteBudget)
 
     def stop_being_ready(self) -> None:
-        """The first step of shutting down: /readyz fails, every response closes its
-        connection, idle connections are closed; new connections are still served."""
+        """/readyz fails, answers close their connections, idle ones close; still serving."""
         self._draining = True
         for listener in self._listeners:
             listener.draining = True
@@ -136,7 +136,7 @@ class WebhookServer:
 
     def _drain(self, timeout: float) -> bool:
         """Stop accepting, let open exchanges (and handshakes) finish, cut what is left,
-        and stop the workers and the loop (it ends once its map is empty)."""
+        and stop the workers and the loop."""
         self._on_loop(*(listener.close for listener in self._listeners))
         deadline = time.monotonic() + timeout
         while self._open_connections() and time.monotonic() < deadline:
@@ -144,9 +144,12 @@ class WebhookServer:
         drained = not self._open_connections()
         self._on_loop(self._cut)
         self._dispatcher.shutdown(timeout=STOP_TIMEOUT)
-        self._on_loop(*(listener.trigger.close for listener in self._listeners))
+        self._stopping.set()
+        self._on_loop()  # wakes the loop, which then ends
         assert self._loop is not None
         self._loop.join(STOP_TIMEOUT)
+        for listener in self._listeners:  # not by a thunk: it could close a pipe mid-pull
+            listener.trigger.close()
         return drained
 
     def _on_loop(self, *calls: Callable[[], object]) -> None:

@@ -78,8 +78,7 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
 
 
 class Task(WSGITask):  # type: ignore[misc]
-    """waitress's task: while draining, every response says `Connection: close`
-    (waitress's own flag); a head and a body given whole go out in one write."""
+    """While draining every answer says `Connection: close`; a whole body, one write."""
 
     wrote_header: bool
 
@@ -383,8 +382,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
             return False
 
     def behind(self, now: float) -> float:
-        """Seconds behind min_request_rate in the current window: the connection
-        furthest behind is the slowest to send its request, shed first at the limit."""
+        """Seconds behind min_request_rate in this window: the most behind is shed first."""
         if self._linger_until:
             return math.inf
         start, taken = self._window
@@ -474,11 +472,10 @@ class Listener(TcpWSGIServer):  # type: ignore[misc]
         wasyncore.dispatcher.close(self)
 
 
-def run(socket_map: dict[int, Any], listeners: list[Listener]) -> None:
-    """waitress's loop (`wasyncore.loop`) with the deadline sweep between polls; it
-    ends when the map is empty."""
+def run(socket_map: dict[int, Any], listeners: list[Listener], stop: threading.Event) -> None:
+    """waitress's loop (`wasyncore.loop`), with the deadline sweep between polls."""
     next_sweep = 0.0
-    while socket_map:
+    while socket_map and not stop.is_set():
         wasyncore.poll2(SWEEP_INTERVAL, socket_map)
         if (now := time.time()) >= next_sweep:
             next_sweep = now + SWEEP_INTERVAL
