@@ -27,8 +27,8 @@ baseline with them:
     ours skips.
 
 Prints p50/p90/p99 per setup, each setup's p50 over its phase's "no labelling" (what
-labelling adds), our webhook's added p50 over the reference's (the target is at most
-1.3), and the API server's own timing of each webhook call in the webhook phase (from
+labelling adds), our webhook's added p50 over the reference's (reported; no longer a
+target), and the API server's own timing of each webhook call in the webhook phase (from
 its `apiserver_admission_webhook_admission_duration_seconds`): the part of the added
 time spent waiting for the webhook's answer, against what the API server spends on
 any webhook call. Then puts the release back in the mode it was in. Asserts nothing:
@@ -555,8 +555,9 @@ PHASES = [
         Setup("reference webhook", reference_webhook),
     ],
 ]
-# Our webhook's added p50 over the reference's: the issue's target.
-RATIO = ("webhook mode", "reference webhook", 1.3)
+# Our webhook's added p50 over the reference's: reported beside the reference, not a
+# target (the targets are against the bare waitress + Flask ceiling: bench.server).
+RATIO = ("webhook mode", "reference webhook")
 
 
 def report(phases: list[list[Figures]], calls: dict[str, tuple[float, float]], pods: int) -> None:
@@ -575,16 +576,37 @@ def report(phases: list[list[Figures]], calls: dict[str, tuple[float, float]], p
                 f"{figures.quantile(99):>9.2f}{statistics.fmean(figures.latencies_ms):>9.2f}"
                 f"{added[figures.setup]:>11.2f}"
             )
-    ours, reference, target = RATIO
+    ours, reference = RATIO
     if ours in added and reference in added:
-        ratio = added[ours] / added[reference]
-        print(
-            f"added p50, {ours} / {reference}: {ratio:.2f} "
-            f"(target <= {target}: {'met' if ratio <= target else 'NOT met'})"
-        )
-    print("the API server's own timing of each webhook call in the webhook phase:")
+        print(f"added p50, {ours} / {reference}: {added[ours] / added[reference]:.2f}")
+    print_webhook_calls(
+        calls, "the API server's own timing of each webhook call in the webhook phase:"
+    )
+
+
+def print_webhook_calls(calls: dict[str, tuple[float, float]], heading: str) -> None:
+    print(heading)
     for name, (seconds, count) in sorted(calls.items()):
         print(f"  {name:<56} {count:>6.0f} calls, mean {seconds / count * 1000:.2f} ms")
+
+
+def measure_together(
+    bench: Bench, setups: list[Setup], pods: int
+) -> tuple[list[Figures], dict[str, tuple[float, float]]]:
+    """Enter `setups` in order, measure them side by side, then leave them (in reverse
+    order): their figures, and the API server's own timing of each webhook it called
+    meanwhile (total seconds, calls)."""
+    calls: dict[str, tuple[float, float]] = {}
+    with contextlib.ExitStack() as stack:
+        namespaces = {setup: stack.enter_context(setup.enter(bench)) for setup in setups}
+        before = webhook_call_totals(bench.api)
+        figures = measure_phase(bench.api, namespaces, pods)
+        after = webhook_call_totals(bench.api)
+    for name, (seconds, count) in after.items():
+        then = before.get(name, (0.0, 0.0))
+        if count > then[1]:
+            calls[name] = (seconds - then[0], count - then[1])
+    return figures, calls
 
 
 def measure_phases(
@@ -593,17 +615,24 @@ def measure_phases(
     phases: list[list[Figures]] = []
     calls: dict[str, tuple[float, float]] = {}
     for phase in PHASES:
-        with contextlib.ExitStack() as stack:
-            namespaces = {setup: stack.enter_context(setup.enter(bench)) for setup in phase}
-            before = webhook_call_totals(bench.api)
-            phases.append(measure_phase(bench.api, namespaces, pods))
-            after = webhook_call_totals(bench.api)
+        figures, called = measure_together(bench, phase, pods)
+        phases.append(figures)
         # Only the webhook phase calls webhooks: its calls are what changed.
-        for name, (seconds, count) in after.items():
-            then = before.get(name, (0.0, 0.0))
-            if count > then[1]:
-                calls[name] = (seconds - then[0], count - then[1])
+        calls |= called
     return phases, calls
+
+
+@contextlib.contextmanager
+def release_mode_kept(bench: Bench) -> Iterator[None]:
+    """On the way out, even on error: the release back in the mode it was in, and the
+    bench's namespaces deleted."""
+    original = current_mode()
+    try:
+        yield
+    finally:
+        if current_mode() != original:
+            switch_mode(bench.api, original, bench.namespace("restore"))
+        bench.delete_namespaces()
 
 
 def main() -> None:
@@ -616,14 +645,8 @@ def main() -> None:
     args = parser.parse_args()
 
     bench = Bench(ApiServer(KUBECONFIG))
-    original = current_mode()
-    with webhook_cpu_limit(args.cpu_limit):
-        try:
-            phases, calls = measure_phases(bench, args.pods)
-        finally:
-            if current_mode() != original:
-                switch_mode(bench.api, original, bench.namespace("restore"))
-            bench.delete_namespaces()
+    with webhook_cpu_limit(args.cpu_limit), release_mode_kept(bench):
+        phases, calls = measure_phases(bench, args.pods)
     if args.cpu_limit:
         print(f"the webhook's CPU limit for this run: {args.cpu_limit}")
     report(phases, calls, args.pods)

@@ -202,10 +202,17 @@ def test_image_is_configurable(render):
     assert container(manifests)["imagePullPolicy"] == "Never"
 
 
-def test_resources_have_requests_and_limits(render):
+def test_resources_request_cpu_and_memory(render):
     resources = container(render())["resources"]
     assert set(resources["requests"]) == {"cpu", "memory"}
-    assert set(resources["limits"]) == {"cpu", "memory"}
+
+
+def test_memory_is_limited_so_the_server_can_size_its_connection_limit_from_it(render):
+    assert container(render())["resources"]["limits"]["memory"] == "256Mi"
+
+
+def test_cpu_is_not_limited_by_default_so_bursts_are_never_throttled(render):
+    assert "cpu" not in container(render())["resources"].get("limits", {})
 
 
 def test_two_replicas_spread_across_nodes_by_default(render):
