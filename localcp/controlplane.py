@@ -17,6 +17,7 @@ from localcp.layout import (
     APISERVER_PORT,
     APISERVER_URL,
     BIN,
+    BRIDGE,
     BRIDGE_ADDRESS,
     CERT_MANAGER_NAMESPACE,
     ETCD_CLIENT_URL,
@@ -430,14 +431,28 @@ def down() -> None:
         procs.stop(name)
     node.clear_leftovers()
     network.teardown()
-    for change in host.restore():
-        _say(f"host: {change}")
     node.remove_state()
     # Nothing of a stopped cluster is worth keeping, its 30-day certificates least of
     # all; the next `up` starts clean.
     for path in (FILES.etcd_data, FILES.pids, FILES.pki, FILES.config, prometheus.DATA):
         shutil.rmtree(path, ignore_errors=True)
-    _say("down: nothing left running")
+    left = _leftovers()
+    try:
+        for change in host.restore():
+            _say(f"host: {change}")
+    except host.HostNotRestoredError as error:
+        left += error.differences
+    if left:
+        raise SystemExit("make down left these behind:\n  " + "\n  ".join(left))
+    _say("down: nothing left running, the host as the first `up` found it")
+
+
+def _leftovers() -> list[str]:
+    found = [f"daemon {name} (pid {pid})" for name in DAEMONS if (pid := procs.running_pid(name))]
+    found += node.leftovers()
+    if network.bridge_exists():
+        found.append(f"bridge {BRIDGE}")
+    return found
 
 
 def status() -> int:

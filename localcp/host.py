@@ -96,8 +96,34 @@ def restore() -> list[str]:
         if added:
             _remove_chains(tool, table, added)
             restored.append(f"{tool} -t {table}: removed {len(added)} chains")
+    differences = _differences(recorded, _snapshot())
+    if differences:
+        raise HostNotRestoredError(differences)
     FILES.host_state.unlink()
     return restored
+
+
+class HostNotRestoredError(RuntimeError):
+    """`down` could not put the host back as `up` found it; the record is kept."""
+
+    def __init__(self, differences: list[str]) -> None:
+        self.differences = differences
+        super().__init__("the host is not as the first `up` found it: " + "; ".join(differences))
+
+
+def _differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between the host as recorded and as it is now."""
+    found = [
+        f"{name.replace('/', '.')} is {now['sysctls'].get(name)}, was {value}"
+        for name, value in recorded["sysctls"].items()
+        if now["sysctls"].get(name) != value
+    ]
+    found += [f"{d} is left" for d in now["existing_dirs"] if d not in recorded["existing_dirs"]]
+    for key, before in recorded["chains"].items():
+        added = sorted(set(now["chains"].get(key, [])) - set(before))
+        if added:
+            found.append(f"{key}: chains {', '.join(added)} are left")
+    return found
 
 
 def _remove_chains(tool: str, table: str, chains: list[str]) -> None:

@@ -23,8 +23,12 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
+def bridge_exists() -> bool:
+    return _ip("link", "show", BRIDGE, check=False).returncode == 0
+
+
 def ensure_bridge() -> None:
-    if _ip("link", "show", BRIDGE, check=False).returncode != 0:
+    if not bridge_exists():
         _ip("link", "add", BRIDGE, "type", "bridge")
         _ip("addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", BRIDGE)
     _ip("link", "set", BRIDGE, "up")
@@ -84,5 +88,5 @@ def teardown() -> None:
         for path in netns_dir.iterdir():
             subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
             path.unlink(missing_ok=True)
-    if _ip("link", "show", BRIDGE, check=False).returncode == 0:
+    if bridge_exists():
         _ip("link", "delete", BRIDGE, check=False)

@@ -259,32 +259,56 @@ def clear_leftovers() -> None:
     _remove_cgroups("kubepods")
 
 
-def _kill_shims() -> None:
+def leftovers() -> list[str]:
+    """What of the node is still on the host: nothing, once `down` has run."""
+    found = [f"process {pid} ({BIN / 'containerd-shim-runc-v2'})" for pid in _shim_pids()]
+    found += [f"mount {m}" for m in _mounts_under(NODE.root, CONTAINERD_ROOT)]
+    found += [f"cgroup {c}" for c in _cgroups("kubepods")]
+    if NODE.root.exists():
+        found.append(f"directory {NODE.root}")
+    return found
+
+
+def _shim_pids() -> list[int]:
     shim = str(BIN / "containerd-shim-runc-v2")
+    pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
                 if os.readlink(proc / "exe") == shim:
-                    os.kill(int(proc.name), signal.SIGKILL)
+                    pids.append(int(proc.name))
+    return pids
+
+
+def _kill_shims() -> None:
+    for pid in _shim_pids():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _mounts_under(*roots: Path) -> list[str]:
+    prefixes = tuple(f"{root}/" for root in roots)
+    points = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    return [p for p in points if p.startswith(prefixes) or p in {str(r) for r in roots}]
 
 
 def _unmount_under(*roots: Path) -> None:
     """Unmount everything mounted below `roots`, deepest first (lazily: a busy one goes
     once its last user does)."""
-    prefixes = tuple(f"{root}/" for root in roots)
-    points = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
-    below = [p for p in points if p.startswith(prefixes) or p in {str(r) for r in roots}]
+    below = _mounts_under(*roots)
     for mount in sorted(below, key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+
+
+def _cgroups(name: str) -> list[Path]:
+    """`name` at the top of every cgroup v1 hierarchy, and of a v2 one."""
+    return [h / name for h in Path("/sys/fs/cgroup").iterdir() if (h / name).is_dir()]
 
 
 def _remove_cgroups(name: str) -> None:
     """kubelet's cgroup tree (`kubepods`, its QoS classes and Pods), in every cgroup v1
     hierarchy and in a v2 one; children before parents."""
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        top = hierarchy / name
-        if not top.is_dir():
-            continue
+    for top in _cgroups(name):
         for directory in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if directory.is_dir():
                 with contextlib.suppress(OSError):
