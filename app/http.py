@@ -65,12 +65,10 @@ def create_app(
     # Werkzeug enforces it both on Content-Length and while streaming a chunked
     # body, raising 413 before the body is in memory.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    for key, _ in policy.labels:
-        metrics.labels_set.labels(label=key)
-        metrics.labels_overwritten.labels(label=key)
-    app.add_url_rule(
-        MUTATE_PATH, endpoint="mutate", view_func=MutateView(policy, metrics), methods=["POST"]
-    )
+    # The bound method, not the instance: Flask asks on every request whether the view
+    # is a coroutine, and inspect answers that slowly for a callable instance.
+    view = MutateView(policy, metrics).__call__
+    app.add_url_rule(MUTATE_PATH, endpoint="mutate", view_func=view, methods=["POST"])
 
     @app.get(HEALTHZ_PATH)
     def healthz() -> Response:
@@ -126,10 +124,23 @@ class MutateView:
     """POST /mutate: one review per request, every failure answered, logged and
     counted here, the way controller-runtime's webhook `http.go` keeps it all in
     its handler. The body is parsed and decoded once; whatever was learnt of the
-    request's uid and apiVersion is echoed in an error answer."""
+    request's uid and apiVersion is echoed in an error answer.
+
+    The review is counted before the answer leaves (a client that scrapes /metrics
+    next sees it), and its log line is written once the answer is sent: the WSGI
+    server closes the response after its body, so formatting and writing the line
+    are not part of the review's latency."""
 
     def __init__(self, policy: LabelPolicy, metrics: Metrics) -> None:
         self.policy, self.metrics = policy, metrics
+        # Each series' child, looked up once (every series exported from the start).
+        self._reviews = {
+            outcome: metrics.reviews.labels(outcome=outcome.value) for outcome in Outcome
+        }
+        self._set = {key: metrics.labels_set.labels(label=key) for key, _ in policy.labels}
+        self._overwritten = {
+            key: metrics.labels_overwritten.labels(label=key) for key, _ in policy.labels
+        }
 
     def __call__(self) -> Response:
         started = time.perf_counter()
@@ -149,28 +160,34 @@ class MutateView:
             # echo the uid, log it all.
             log.error("unhandled exception", exc_info=error, extra=fields(uid=uid))
             return self._failed(started, 500, InternalServerError.description, uid, api_version)
-        self._count(result.outcome, started)
-        for key in result.changes.set if result.changes else ():
-            self.metrics.labels_set.labels(label=key).inc()
-        for overwrite in result.changes.overwritten if result.changes else ():
-            self.metrics.labels_overwritten.labels(label=overwrite.key).inc()
-        log.info("review", extra=fields(**_review_fields(result, started)))
-        return _json(200, result.response)
+        duration = self._count(result.outcome, started)
+        changes = result.changes
+        for key in changes.set if changes else ():
+            self._set[key].inc()
+        for overwrite in changes.overwritten if changes else ():
+            self._overwritten[overwrite.key].inc()
+        response = _json(200, result.response)
+        response.call_on_close(
+            lambda: log.info("review", extra=fields(**_review_fields(result, duration)))
+        )
+        return response
 
     def _failed(
         self, started: float, code: int, message: str, uid: str, api_version: str
     ) -> Response:
         outcome = Outcome.ERROR if code >= 500 else Outcome.INVALID
         self._count(outcome, started)
-        log.warning(
-            "review failed",
-            extra=fields(uid=uid, outcome=outcome.value, code=code, error=message),
-        )
-        return _json(code, errored(code, message, uid=uid, api_version=api_version))
+        failure = fields(uid=uid, outcome=outcome.value, code=code, error=message)
+        response = _json(code, errored(code, message, uid=uid, api_version=api_version))
+        response.call_on_close(lambda: log.warning("review failed", extra=failure))
+        return response
 
-    def _count(self, outcome: Outcome, started: float) -> None:
-        self.metrics.reviews.labels(outcome=outcome.value).inc()
-        self.metrics.review_duration.observe(time.perf_counter() - started)
+    def _count(self, outcome: Outcome, started: float) -> float:
+        """Count the review; its duration in seconds, from body read to answer built."""
+        duration = time.perf_counter() - started
+        self._reviews[outcome].inc()
+        self.metrics.review_duration.observe(duration)
+        return duration
 
 
 def _read_json_body() -> Any:
@@ -197,7 +214,7 @@ def _read_json_body() -> Any:
         raise BadRequest("the body's JSON is nested too deeply") from error
 
 
-def _review_fields(result: ReviewResult, started: float) -> dict[str, Any]:
+def _review_fields(result: ReviewResult, duration: float) -> dict[str, Any]:
     request_ = result.request
     metadata, changes = result.metadata, result.changes
     return {
@@ -218,7 +235,7 @@ def _review_fields(result: ReviewResult, started: float) -> dict[str, Any]:
             for item in (changes.kept if changes else ())
         ],
         "outcome": result.outcome.value,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "duration_ms": round(duration * 1000, 3),
     }
 
 

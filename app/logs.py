@@ -14,6 +14,8 @@ from typing import IO, Any
 
 # The attribute `extra={"fields": ...}` sets on a LogRecord.
 FIELDS = "fields"
+# json.dumps(line, default=str, ensure_ascii=False), without a new encoder per line.
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 
 def fields(**values: Any) -> dict[str, dict[str, Any]]:
@@ -36,7 +38,7 @@ class JSONFormatter(logging.Formatter):
             line.update(extra)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return _encode(line)
 
 
 def configure(level: int = logging.INFO, stream: IO[str] | None = None) -> None:

@@ -21,8 +21,10 @@ JSON = "application/json"
 
 
 def post(client: FlaskClient, body: bytes | str, content_type: str | None = JSON) -> TestResponse:
+    """Buffered: the client reads and closes the answer as a WSGI server does, and
+    closing it writes the review's log line."""
     headers = {"Content-Type": content_type} if content_type else {}
-    return client.post("/mutate", data=body, headers=headers)
+    return client.post("/mutate", data=body, headers=headers, buffered=True)
 
 
 def post_review(client: FlaskClient, review: object) -> TestResponse:
@@ -225,6 +227,20 @@ def test_each_review_is_logged_once_with_the_fields_operators_grep_for(
         {"key": "environment", "old": "dev", "new": "production"}
     ]
     assert fields["outcome"] == "patched"
+
+
+def test_a_review_is_logged_once_its_answer_is_closed_after_the_body_is_sent(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pod_labeler.http")
+    body = json.dumps(build_review())
+
+    response = client.post("/mutate", data=body, headers={"Content-Type": JSON})
+    logged_before_close = [record for record in caplog.records if record.getMessage() == "review"]
+    response.close()
+
+    assert logged_before_close == []
+    assert [record.getMessage() for record in caplog.records].count("review") == 1
 
 
 def test_a_refused_request_is_logged_with_its_reason(
