@@ -131,22 +131,30 @@ def start_apiserver() -> None:
     )
 
 
-def start_controller_manager() -> None:
+def _control_plane_flags() -> list[str]:
+    """What kube-controller-manager and kube-scheduler share: the admin kubeconfig for
+    the API and for checking who calls their own ports, loopback, one of each."""
     kubeconfig = str(FILES.kubeconfig)
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        "--leader-elect=false",
+        "--profiling=false",
+    ]
+
+
+def start_controller_manager() -> None:
     procs.start(
         "kube-controller-manager",
         [
             str(BIN / "kube-controller-manager"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            "--leader-elect=false",
+            *_control_plane_flags(),
             f"--service-account-private-key-file={FILES.pki / 'sa.key'}",
             f"--root-ca-file={FILES.pki / 'ca.crt'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--use-service-account-credentials=false",
-            "--profiling=false",
         ],
     )
     # Namespaces get their `default` ServiceAccount from it; Pods need one.
@@ -159,19 +167,7 @@ def start_controller_manager() -> None:
 
 
 def start_scheduler() -> None:
-    kubeconfig = str(FILES.kubeconfig)
-    procs.start(
-        "kube-scheduler",
-        [
-            str(BIN / "kube-scheduler"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            "--leader-elect=false",
-            "--profiling=false",
-        ],
-    )
+    procs.start("kube-scheduler", [str(BIN / "kube-scheduler"), *_control_plane_flags()])
 
 
 def _render_crd(path: Path) -> str:
