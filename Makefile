@@ -69,6 +69,12 @@ bench: up ## Benchmarks: the server beside its ceiling (busy, then paced), Pod-c
 	KUBECONFIG=$(LOCAL_KUBECONFIG) $(PY) -m bench.modes
 	KUBECONFIG=$(LOCAL_KUBECONFIG) $(PY) -m bench.backfill
 
+.PHONY: bench-peers
+bench-peers: ## Opt-in, after `make up`: build Kyverno and Gatekeeper (first time about 30 min), time them beside ours
+	@test -s $(LOCAL_KUBECONFIG) || { echo 'bench-peers runs against the local cluster: run `make up` first' >&2; exit 1; }
+	hack/install.sh peers
+	KUBECONFIG=$(LOCAL_KUBECONFIG) $(PY) -m bench.peers
+
 .PHONY: kind-e2e
 kind-e2e: ## Build the image, install it with cert-manager on kind, run tests/e2e (Docker)
 	hack/kind-e2e.sh $(KIND_E2E_FLAGS)
