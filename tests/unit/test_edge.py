@@ -428,13 +428,14 @@ def test_a_head_of_the_largest_size_is_served_and_one_byte_more_gets_431(
     assert exchange(server, client_context, b"\r\n" + head).status == 431
 
 
-def _send_what_fits(sock: ssl.SSLSocket, data: bytes) -> None:
-    """Send until the server stops reading (its budget is spent) or all is sent."""
+def _send_what_fits(sock: ssl.SSLSocket | socket.socket, data: bytes) -> None:
+    """Send until the server stops reading (its budget is spent), closes the connection
+    (it shed it: what an attacker past the limit sees), or all is sent."""
     view = memoryview(data)
     while view:
         try:
             sent = sock.send(view[: 64 * 1024])
-        except (ssl.SSLWantWriteError, BlockingIOError):
+        except (ssl.SSLWantWriteError, BlockingIOError, BrokenPipeError, ConnectionResetError):
             return
         view = view[sent:]
 
