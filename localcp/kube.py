@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ from typing import Any
 from localcp.layout import BIN, FILES
 
 # Long enough for a helm upgrade on a busy 2-core machine; a hung call must not
-# hang `make up` or the kubelet loop for good.
+# hang `make up` or `make down` for good.
 TIMEOUT_SECONDS = 120
 
 
@@ -71,9 +70,3 @@ def apply(manifest: dict[str, Any] | str) -> None:
         "-",
         stdin=text,
     )
-
-
-def timestamp(*, micro: bool = False) -> str:
-    """Now, as the API's time fields want it (`MicroTime` for a Lease's renewTime)."""
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.datetime.now(datetime.UTC).strftime(fmt)

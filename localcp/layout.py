@@ -8,7 +8,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".cache" / "bin"
 RUN = ROOT / ".cache" / "run"
-VENV_BIN = ROOT / ".venv" / "bin"
 # containerd's image store: kept across `make down`, so that a warm `make up` imports
 # no image it already has.
 CONTAINERD_ROOT = ROOT / ".cache" / "containerd"
