@@ -4,14 +4,47 @@ tests run. The Service proxy reaches one replica; the Pod proxy reaches each."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.cluster import Cluster
-from tests.e2e.release import Release
+from tests.e2e.release import Release, render
+from tests.promql import series_in
 
 REVIEWS = "pod_labeler_reviews_total"
+# The chart's values that render its alerts and its dashboard.
+ALERTS_AND_DASHBOARD = ("metrics.prometheusRule.enabled=true", "metrics.dashboard.enabled=true")
+OVERWRITTEN = "pod_labeler_labels_overwritten_total"
+
+
+def alert_expressions(objects: list[dict[str, Any]]) -> list[str]:
+    rules = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
+    return [r["expr"] for rule in rules for g in rule["spec"]["groups"] for r in g["rules"]]
+
+
+def panel_expressions(objects: list[dict[str, Any]]) -> list[str]:
+    boards = [
+        json.loads(board)
+        for obj in objects
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].endswith("-dashboard")
+        for board in obj["data"].values()
+    ]
+    return [t["expr"] for board in boards for panel in board["panels"] for t in panel["targets"]]
+
+
+def series_the_chart_reads(cluster: Cluster, release: Release) -> set[str]:
+    """Every series the chart's alerts and dashboard read, as the release renders them,
+    less one the release never counts (overwrites, with `overwrite: false`)."""
+    objects = render(cluster, release, *ALERTS_AND_DASHBOARD)
+    expressions = alert_expressions(objects) + panel_expressions(objects)
+    assert expressions, "the chart rendered no alert or dashboard query"
+    names = {name for expression in expressions for name in series_in(expression)}
+    if not release.computed_values["overwrite"]:
+        names.discard(OVERWRITTEN)
+    return names
 
 
 def samples(text: str) -> dict[str, float]:

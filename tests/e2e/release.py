@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.e2e.cluster import CHART, Cluster, wait_for
 
 RELEASE = os.environ.get("E2E_RELEASE", "webhook")
@@ -96,6 +98,22 @@ def serving_certificate_of(configuration: dict[str, Any]) -> tuple[str, str]:
 def carries(pod: dict[str, Any] | None, expected: dict[str, str]) -> bool:
     labels = (pod or {}).get("metadata", {}).get("labels") or {}
     return pod is not None and all(labels.get(k) == v for k, v in expected.items())
+
+
+def render(
+    cluster: Cluster, release: Release, *sets: str, templates: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """`helm template` of the chart with the release's own values and `sets`; only the
+    named `templates` (file names under templates/) when given."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as values:
+        json.dump(release.original_values, values)
+        values.flush()
+        args = [arg for s in sets for arg in ("--set", s)]
+        args += [arg for name in templates for arg in ("-s", f"templates/{name}")]
+        out = cluster.helm(
+            "template", release.name, str(CHART), "-n", release.namespace, "-f", values.name, *args
+        ).stdout
+    return [obj for obj in yaml.safe_load_all(out) if obj]
 
 
 def wait_until_labelled(cluster: Cluster, namespace: str, expected: dict[str, str]) -> None:

@@ -9,15 +9,13 @@ Exercises RBAC against the chart's ClusterRole, and TokenRequest for that accoun
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.e2e.cluster import CHART, Cluster
-from tests.e2e.release import Release, upgrade
+from tests.e2e.cluster import Cluster
+from tests.e2e.release import Release, render, upgrade
 
 HOOK_TEMPLATES = (
     "backfill-serviceaccount.yaml",
@@ -29,15 +27,7 @@ HOOK_TEMPLATES = (
 
 def render_hook(cluster: Cluster, release: Release) -> list[dict[str, Any]]:
     """The hook's objects, rendered from the release's own values."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as values:
-        json.dump(release.original_values, values)
-        values.flush()
-        shown = [arg for name in HOOK_TEMPLATES for arg in ("-s", f"templates/{name}")]
-        rendered = cluster.helm(
-            "template", release.name, str(CHART), "-n", release.namespace,
-            "-f", values.name, "--set", "backfill.onInstall=true", *shown,
-        ).stdout  # fmt: skip
-    return [obj for obj in yaml.safe_load_all(rendered) if obj]
+    return render(cluster, release, "backfill.onInstall=true", templates=HOOK_TEMPLATES)
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from tests.e2e import metrics
-from tests.e2e.cluster import CHART, Cluster, unique, wait_for
+from tests.e2e.cluster import Cluster, unique, wait_for
 from tests.e2e.release import Release, scale, upgrade, wait_until_labelled, webhook_configuration
 from tests.e2e.test_modes import CASES
-from tests.promql import PROMETHEUS_SERIES, series_in
+from tests.promql import PROMETHEUS_SERIES
 
 WAIT = 120.0
 CHART_CONDITION = "pod-lacks-a-release-label"
@@ -26,29 +26,6 @@ HOST_PORTS = {"https": 18443, "metrics": 18080}
 
 def _labels(pod: dict[str, Any] | None) -> dict[str, str]:
     return dict((pod or {}).get("metadata", {}).get("labels") or {})
-
-
-def _series_the_chart_queries(cluster: Cluster) -> set[str]:
-    """Every series the chart's alerts and dashboard read, from a local `helm template`."""
-    rendered = cluster.helm(
-        "template",
-        "e2e",
-        str(CHART),
-        "--set",
-        "metrics.prometheusRule.enabled=true",
-        "--set",
-        "metrics.dashboard.enabled=true",
-    ).stdout
-    expressions: list[str] = []
-    for obj in yaml.safe_load_all(rendered):
-        if obj and obj["kind"] == "PrometheusRule":
-            expressions += [r["expr"] for g in obj["spec"]["groups"] for r in g["rules"]]
-        elif obj and obj["kind"] == "ConfigMap":
-            for board in obj["data"].values():
-                panels = yaml.safe_load(board)["panels"]
-                expressions += [t["expr"] for p in panels for t in p["targets"]]
-    assert expressions, "the chart rendered no alert or dashboard query"
-    return {name for expression in expressions for name in series_in(expression)}
 
 
 # --- metrics ------------------------------------------------------------------------
@@ -76,9 +53,7 @@ def test_the_admission_port_does_not_serve_metrics(cluster: Cluster, release: Re
 def test_the_replicas_export_every_series_the_alerts_and_dashboard_read(
     cluster: Cluster, namespace: str, release: Release
 ) -> None:
-    wanted = _series_the_chart_queries(cluster) - PROMETHEUS_SERIES
-    if not release.computed_values["overwrite"]:
-        wanted.discard("pod_labeler_labels_overwritten_total")  # never counted then
+    wanted = metrics.series_the_chart_reads(cluster, release) - PROMETHEUS_SERIES
 
     def exported_by_some_replica() -> set[str] | None:
         # A label set and a label overwritten, so that their counters have samples; the

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -24,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.cluster import CHART, Cluster, wait_for
-from tests.e2e.release import Release, restore, scale
-from tests.promql import series_in
+from tests.e2e import metrics
+from tests.e2e.cluster import Cluster, wait_for
+from tests.e2e.release import Release, render, restore, scale
 
 PROMETHEUS_URL = os.environ.get("E2E_PROMETHEUS_URL", "http://127.0.0.1:9090")
 # The local Prometheus scrapes and evaluates every 5 s.
@@ -58,38 +57,12 @@ def prometheus() -> str:
     return PROMETHEUS_URL
 
 
-def render(cluster: Cluster, release: Release, *sets: str) -> list[dict[str, Any]]:
-    """The chart with the release's values, its PrometheusRule and dashboard switched on."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as values:
-        json.dump(release.original_values, values)
-        values.flush()
-        switched_on = ("metrics.prometheusRule.enabled=true", "metrics.dashboard.enabled=true")
-        args = [arg for s in (*switched_on, *sets) for arg in ("--set", s)]
-        out = cluster.helm(
-            "template", release.name, str(CHART), "-n", release.namespace, "-f", values.name, *args
-        ).stdout
-    return [obj for obj in yaml.safe_load_all(out) if obj]
-
-
-def alert_expressions(objects: list[dict[str, Any]]) -> list[str]:
-    (rule,) = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
-    return [r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]]
-
-
-def panel_expressions(objects: list[dict[str, Any]]) -> list[str]:
-    (board,) = [
-        json.loads(next(iter(obj["data"].values())))
-        for obj in objects
-        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].endswith("-dashboard")
-    ]
-    return [target["expr"] for panel in board["panels"] for target in panel["targets"]]
-
-
 def load_rules(cluster: Cluster, release: Release, *sets: str) -> None:
     """Write the re-rendered rules where Prometheus reads them, and reload it."""
     config = yaml.safe_load(api("/api/v1/status/config")["data"]["yaml"])
     (rules_file,) = config["rule_files"]
-    (rule,) = [o for o in render(cluster, release, *sets) if o["kind"] == "PrometheusRule"]
+    objects = render(cluster, release, *metrics.ALERTS_AND_DASHBOARD, *sets)
+    (rule,) = [o for o in objects if o["kind"] == "PrometheusRule"]
     Path(rules_file).write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     api("/-/reload", method="POST")
 
@@ -99,11 +72,8 @@ def test_every_series_the_alerts_and_the_dashboard_read_has_data_once_pods_were_
 ) -> None:
     cluster.create_pod(namespace)
     cluster.create_pod(namespace, labels={release.label_key: release.other_value})  # overwritten
-    objects = render(cluster, release)
-    service = next(o for o in objects if o["kind"] == "Service" and o["spec"].get("selector"))
-    expressions = alert_expressions(objects) + panel_expressions(objects)
-    names = {name for expression in expressions for name in series_in(expression)}
-    matchers = f'job="{service["metadata"]["name"]}",namespace="{release.namespace}"'
+    names = metrics.series_the_chart_reads(cluster, release)
+    matchers = f'job="{metrics.service(cluster, release)}",namespace="{release.namespace}"'
 
     def without_data() -> list[str]:
         return sorted(n for n in names if not query(f'{{__name__="{n}",{matchers}}}'))
