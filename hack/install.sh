@@ -59,6 +59,18 @@ install_python() {
   echo "$want" >"$root/.venv/.requirements.sha256"
 }
 
+# tools.go of a build module: a file behind the `tools` build tag that imports the
+# commands, so that `go mod tidy` keeps every module they need.
+write_tools_go() {
+  local dir=$1
+  shift
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    printf '\t_ "%s"\n' "$@"
+    printf ')\n'
+  } >"$dir/tools.go"
+}
+
 # k8s.io/kubernetes replaces its k8s.io/* staging modules with local paths, so
 # `go install` refuses it. A build module of our own requires it and points each
 # staging module at its published v0.<minor>.<patch> version instead.
@@ -87,20 +99,7 @@ build_kubernetes() {
     grep -E '^\s*k8s\.io/[^ ]+ => \./staging/' "$gomod" | awk -v s="$staging" '{print "\t" $1 " => " $1 " " s}'
     echo ")"
   } >"$dir/go.mod"
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-proxy"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-)
-GO
+  write_tools_go "$dir" "${cmds[@]/#/k8s.io/kubernetes/cmd/}"
   (cd "$dir" && go mod tidy)
   local minor=${v#v1.}; minor=${minor%%.*}
   local ldflags=""
@@ -119,7 +118,7 @@ build_etcd() {
   local dir="$build/etcd-$ETCD_VERSION"
   mkdir -p "$dir"
   printf 'module localbuild/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >"$dir/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >"$dir/tools.go"
+  write_tools_go "$dir" go.etcd.io/etcd/server/v3
   (cd "$dir" && go mod tidy && go build -trimpath -o "$bin/etcd" go.etcd.io/etcd/server/v3)
   stamp etcd "$ETCD_VERSION"
 }
@@ -134,17 +133,7 @@ build_cert_manager() {
   mkdir -p "$dir"
   # The one replace line of cert-manager's own go.mod at this version.
   printf 'module localbuild/certmanager\n\ngo 1.26\n\nrequire github.com/cert-manager/cert-manager %s\n\nreplace github.com/miekg/dns v1.1.41 => github.com/miekg/dns v1.1.34\n' "$v" >"$dir/go.mod"
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "github.com/cert-manager/cert-manager/cmd/cainjector"
-	_ "github.com/cert-manager/cert-manager/cmd/controller"
-	_ "github.com/cert-manager/cert-manager/cmd/ctl"
-)
-GO
+  write_tools_go "$dir" github.com/cert-manager/cert-manager/cmd/{cainjector,controller,ctl}
   (cd "$dir" && go mod tidy)
   local ldflags="-X github.com/cert-manager/cert-manager/pkg/util.AppVersion=$v"
   (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/cert-manager-controller" github.com/cert-manager/cert-manager/cmd/controller)
@@ -171,17 +160,7 @@ build_containerd() {
   local dir="$build/containerd-$v"
   mkdir -p "$dir"
   printf 'module localbuild/containerd\n\ngo 1.26\n\nrequire github.com/containerd/containerd/v2 %s\n' "$v" >"$dir/go.mod"
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "github.com/containerd/containerd/v2/cmd/containerd"
-	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"
-	_ "github.com/containerd/containerd/v2/cmd/ctr"
-)
-GO
+  write_tools_go "$dir" github.com/containerd/containerd/v2/cmd/{containerd,containerd-shim-runc-v2,ctr}
   (cd "$dir" && go mod tidy)
   local ldflags="-X github.com/containerd/containerd/v2/version.Version=$v"
   local tags="no_btrfs no_devmapper no_zfs"
@@ -289,7 +268,7 @@ build_kyverno() {
     printf 'module localbuild/kyverno\n\ngo 1.26\n\nrequire github.com/kyverno/kyverno %s\n\n' "$v"
     grep -E '^replace k8s\.io/pod-security-admission ' "$gomod"
   } >"$dir/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/kyverno/kyverno/cmd/kyverno"\n' >"$dir/tools.go"
+  write_tools_go "$dir" github.com/kyverno/kyverno/cmd/kyverno
   (cd "$dir" && go mod tidy)
   log "building kyverno $v"
   (cd "$dir" && GOCACHE="$peers_build_cache" go build -trimpath \
