@@ -339,7 +339,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=8, help="per wrk run (default 8)")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="runs of each, interleaved; medians shown (3)"
+        "--rounds", type=int, default=5, help="runs of each, interleaved; medians shown (5)"
     )
     parser.add_argument(
         "--with-reading-thread",
@@ -349,6 +349,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: run `hack/install.sh bench`")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pod-labeler-bench-") as name:
         directory = Path(name)
         ca_file, cert, key = serving_certificate(directory)
@@ -377,7 +378,7 @@ def main() -> None:
                     for target, url in urls.items():
                         rate, p50, p99, errors = wrk(url, connections, args.seconds, body)
                         runs.append(Run(target, connections, rate, p50, p99, errors))
-            rss_after = resident_mib(ours.pid)
+            rss_after, load_after = resident_mib(ours.pid), os.getloadavg()[0]
             context = ssl.create_default_context(cafile=str(ca_file))
             idle_tcp = [
                 socket.create_connection(("127.0.0.1", ours_port)) for _ in range(IDLE_SOCKETS)
@@ -396,6 +397,10 @@ def main() -> None:
             for sock in tricklers:
                 sock.close()
             rss_trickled = settled_mib(ours.pid)
+    print(
+        f"load average (1 min): {load_before:.2f} before the runs, {load_after:.2f} after; "
+        "other work on the machine moves the ratios (run it with nothing else running)"
+    )
     report(runs, rss_after, (rss_idle, rss_idle_tls), review_with_idle, len(pod_review()))
     print(
         f"ours, resident memory while {TRICKLERS} TLS connections trickle request heads: "
