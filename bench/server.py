@@ -378,7 +378,7 @@ def main() -> None:
                     for target, url in urls.items():
                         rate, p50, p99, errors = wrk(url, connections, args.seconds, body)
                         runs.append(Run(target, connections, rate, p50, p99, errors))
-            rss_after, load_after = resident_mib(ours.pid), os.getloadavg()[0]
+            rss_after = resident_mib(ours.pid)
             context = ssl.create_default_context(cafile=str(ca_file))
             idle_tcp = [
                 socket.create_connection(("127.0.0.1", ours_port)) for _ in range(IDLE_SOCKETS)
@@ -398,8 +398,8 @@ def main() -> None:
                 sock.close()
             rss_trickled = settled_mib(ours.pid)
     print(
-        f"load average (1 min): {load_before:.2f} before the runs, {load_after:.2f} after; "
-        "other work on the machine moves the ratios (run it with nothing else running)"
+        f"load average (1 min) before the runs: {load_before:.2f}; the runs add about 2, "
+        "and other work on the machine moves the ratios: run it with nothing else running"
     )
     report(runs, rss_after, (rss_idle, rss_idle_tls), review_with_idle, len(pod_review()))
     print(

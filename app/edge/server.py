@@ -92,8 +92,7 @@ class Task(WSGITask):  # type: ignore[misc]
             super().write(data)
             return
         head = self.build_response_header()  # one TLS record and one send, not two
-        self.wrote_header = True
-        self.content_bytes_written = len(data)
+        self.wrote_header, self.content_bytes_written = True, len(data)
         self.channel.write_soon(head + data if self.has_body else head)
 
 
@@ -227,8 +226,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         return True
 
     def _granted(self) -> None:
-        self._waiting = False
-        self._window = (time.time(), self._taken)
+        self._waiting, self._window = False, (time.time(), self._taken)
 
     def _peer_closed(self) -> None:
         """EOF: a whole request is still answered (a half-close), else close now."""
@@ -481,3 +479,4 @@ def run(socket_map: dict[int, Any], listeners: list[Listener], stop: threading.E
             next_sweep = now + SWEEP_INTERVAL
             for listener in listeners:
                 listener.sweep(now)
+    wasyncore.poll2(0, socket_map)  # what was pulled before `stop` (the drain's last calls)
