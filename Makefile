@@ -63,8 +63,9 @@ test-e2e: $(if $(filter $(LOCAL_KUBECONFIG),$(E2E_KUBECONFIG)),up) ## End-to-end
 test: install lint test-unit test-e2e ## Install what is missing, then lint, unit and e2e tests
 
 .PHONY: bench
-bench: up ## Benchmarks: the server beside its ceiling (busy, then paced), Pod-creation latency per setup, a 2,000-Pod backfill
+bench: up ## Benchmarks: the server beside its ceiling (busy, then paced), each attack on the edge, Pod-creation latency per setup, a 2,000-Pod backfill
 	$(PY) -m bench.server
+	$(PY) -m bench.attacks
 	$(PY) -m bench.paced
 	KUBECONFIG=$(LOCAL_KUBECONFIG) $(PY) -m bench.modes
 	KUBECONFIG=$(LOCAL_KUBECONFIG) $(PY) -m bench.backfill

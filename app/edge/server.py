@@ -15,10 +15,8 @@ reads waitress's parser state to know how far a request has got. Its states:
     LINGER     answered and closing: the write side is shut and what the client
                still sends is dropped, briefly, so it reads our answer, not a reset
 
-A `Listener` (one port) has its own connection limit, so the metrics port cannot use
-up the admission port's; at the limit the connection furthest behind the minimum
-rate is shed (`Channel.behind`), never one whose request is whole. `run` is waitress's
-loop with the deadline sweep. waitress is extended only through its classes' hooks.
+A `Listener` (one port) has its own connection limit; at it the connection most behind
+(`Channel.behind`) is shed, never a BUSY one. `run` is waitress's loop with the sweep.
 """
 
 from __future__ import annotations
@@ -118,7 +116,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         self._since = self.creation_time  # when this exchange (or idle time) began
         self._reserved = 0  # bytes of the byte budget this request holds
         self._held = b""  # plaintext after a whole request, until it is answered
-        self._busy = self._waiting = self._peer_done = self._closed = False
+        self._busy = self._waiting = self._peer_done = self._closed = self._served = False
         self._linger_until, self._linger_left = 0.0, LINGER_BYTES
 
     @property
@@ -346,7 +344,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
             if now - self._since >= limits.request_timeout:
                 self.close_now("timeout")
         elif self._busy:  # the answer is out: idle, or a request held behind it arriving
-            self._busy = False
+            self._busy, self._served = False, True
             self._enter(now)
         elif self.request is None:
             drained = self.server.draining and now - self._since >= limits.drain_idle_timeout
@@ -380,16 +378,19 @@ class Channel(HTTPChannel):  # type: ignore[misc]
             return False
 
     def behind(self, now: float) -> float:
-        """Seconds behind min_request_rate in this window: the most behind is shed first."""
+        """Seconds behind min_request_rate in this window, or since its last byte if more
+        (a burst earns no credit): the most behind is shed first, and one that has been
+        answered before (less by the idle timeout) after all that have not."""
         if self._linger_until:
             return math.inf
-        start, taken = self._window
-        return now - start - (self._taken - taken) / self.server.limits.min_request_rate
+        start, taken, limits = *self._window, self.server.limits
+        owed = now - start - (self._taken - taken) / limits.min_request_rate
+        return max(owed, now - self.last_activity) - self._served * limits.idle_timeout
 
     @property
     def sheddable(self) -> bool:
-        """Not a connection whose request is whole, nor one waiting for the budget."""
-        return not (self.requests or self.total_outbufs_len or self._waiting)
+        """Not a connection whose request is whole (one waiting for the budget may go)."""
+        return not (self.requests or self.total_outbufs_len)
 
 
 class Listener(TcpWSGIServer):  # type: ignore[misc]

@@ -19,6 +19,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -245,6 +246,58 @@ def test_at_the_connection_limit_a_client_whose_request_is_whole_is_never_shed(
     release.set()
 
     assert read_status(whole) == 200
+
+
+def test_at_the_connection_limit_a_kept_alive_client_outlasts_bodies_stalled_after_a_burst(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server(max_connections=3, **FAR)
+    with kept_alive_after_a_review(server, client_context) as kept:
+        time.sleep(0.5)  # idle for longer than the bursts below will have stalled
+        for _ in range(2):  # a burst earns no credit against the minimum rate
+            stalled = tls_connection(server, client_context)
+            stalled.sendall(post_head(64 * 1024) + b" " * (64 * 1024 - 1))
+            sockets.append(stalled)
+        legitimate_review_is_answered(server, client_context)  # one of the three is shed
+        kept.settimeout(GENEROUS_DEADLINE)
+        kept.sendall(review_bytes())
+
+        assert read_status(kept) == 200
+
+
+def test_at_the_connection_limit_a_body_waiting_for_the_byte_budget_is_shed_for_a_new_client(
+    start_server: StartServer,
+    client_context: ssl.SSLContext,
+    sockets: list[socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answering, release = threading.Event(), threading.Event()
+
+    def slow_for_one_uid(request: Any, policy: Any) -> Any:
+        if request.uid == "slow":
+            answering.set()
+            release.wait(10)
+        return review_request(request, policy)
+
+    monkeypatch.setattr(app.http, "review_request", slow_for_one_uid)
+    cap = 128 * 1024
+    server = start_server(max_connections=2, max_body_bytes=cap, max_buffered_bytes=cap, **FAR)
+    review = build_review(uid="slow")
+    review["request"]["object"]["metadata"]["annotations"] = {"padding": "x" * 100_000}
+    body = json.dumps(review).encode()
+    whole = tls_connection(server, client_context)  # a large body: it holds the whole budget
+    sockets.append(whole)
+    whole.sendall(post_head(len(body)) + body)
+    wait_for(answering.is_set, "the large review to reach the app")
+    waiting = tls_connection(server, client_context)
+    sockets.append(waiting)
+    waiting.sendall(post_head(100_000))  # waits, unread, for the budget
+    time.sleep(0.2)
+    legitimate_review_is_answered(server, client_context)
+    release.set()
+
+    assert read_status(whole) == 200
+    assert closed_by_server(waiting)
 
 
 def test_the_open_files_limit_is_raised_to_the_hard_one_and_logged_with_the_connection_limit(
