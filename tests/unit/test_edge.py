@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -56,6 +57,29 @@ def sockets() -> Iterator[list[socket.socket]]:
     yield opened
     for sock in opened:
         sock.close()
+
+
+@dataclass(frozen=True)
+class SlowReview:
+    """A review whose uid is "slow" stays in the app until `release` is set."""
+
+    answering: threading.Event
+    release: threading.Event
+
+
+@pytest.fixture
+def slow_review(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlowReview]:
+    slow = SlowReview(threading.Event(), threading.Event())
+
+    def slow_for_one_uid(request: Any, policy: Any) -> Any:
+        if request.uid == "slow":
+            slow.answering.set()
+            slow.release.wait(10)
+        return review_request(request, policy)
+
+    monkeypatch.setattr(app.http, "review_request", slow_for_one_uid)
+    yield slow
+    slow.release.set()
 
 
 def need_open_files(count: int) -> None:
@@ -224,26 +248,16 @@ def test_at_the_connection_limit_a_client_whose_request_is_whole_is_never_shed(
     start_server: StartServer,
     client_context: ssl.SSLContext,
     sockets: list[socket.socket],
-    monkeypatch: pytest.MonkeyPatch,
+    slow_review: SlowReview,
 ) -> None:
-    answering = threading.Event()
-    release = threading.Event()
-
-    def slow_for_one_uid(request: Any, policy: Any) -> Any:
-        if request.uid == "slow":
-            answering.set()
-            release.wait(10)
-        return review_request(request, policy)
-
-    monkeypatch.setattr(app.http, "review_request", slow_for_one_uid)
     server = start_server(max_connections=2)
     whole = tls_connection(server, client_context)
     sockets.append(whole)
     whole.sendall(review_bytes(uid="slow"))
-    wait_for(answering.is_set, "the slow review to reach the app")
+    wait_for(slow_review.answering.is_set, "the slow review to reach the app")
     sockets.extend(socket.create_connection(server.address) for _ in range(5))
     legitimate_review_is_answered(server, client_context)
-    release.set()
+    slow_review.release.set()
 
     assert read_status(whole) == 200
 
@@ -269,17 +283,8 @@ def test_at_the_connection_limit_a_body_waiting_for_the_byte_budget_is_shed_for_
     start_server: StartServer,
     client_context: ssl.SSLContext,
     sockets: list[socket.socket],
-    monkeypatch: pytest.MonkeyPatch,
+    slow_review: SlowReview,
 ) -> None:
-    answering, release = threading.Event(), threading.Event()
-
-    def slow_for_one_uid(request: Any, policy: Any) -> Any:
-        if request.uid == "slow":
-            answering.set()
-            release.wait(10)
-        return review_request(request, policy)
-
-    monkeypatch.setattr(app.http, "review_request", slow_for_one_uid)
     cap = 128 * 1024
     server = start_server(max_connections=2, max_body_bytes=cap, max_buffered_bytes=cap, **FAR)
     review = build_review(uid="slow")
@@ -288,13 +293,13 @@ def test_at_the_connection_limit_a_body_waiting_for_the_byte_budget_is_shed_for_
     whole = tls_connection(server, client_context)  # a large body: it holds the whole budget
     sockets.append(whole)
     whole.sendall(post_head(len(body)) + body)
-    wait_for(answering.is_set, "the large review to reach the app")
+    wait_for(slow_review.answering.is_set, "the large review to reach the app")
     waiting = tls_connection(server, client_context)
     sockets.append(waiting)
     waiting.sendall(post_head(100_000))  # waits, unread, for the budget
     time.sleep(0.2)
     legitimate_review_is_answered(server, client_context)
-    release.set()
+    slow_review.release.set()
 
     assert read_status(whole) == 200
     assert closed_by_server(waiting)
