@@ -213,7 +213,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
                 if request.expect_continue and request.headers_finished and not self.sent_continue:
                     self.send_continue()
                 if request.completed:
-                    self.sent_continue, self.request = False, None
+                    self.sent_continue, self.request, self._served = False, None, True
                     if request.error:  # waitress answers it (400, 408, 413, 431, 501)
                         self.reason = "timeout" if request.error.code == 408 else "refused"
                         log.info("request refused", extra=fields(error=str(request.error.body)))
@@ -344,7 +344,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
             if now - self._since >= limits.request_timeout:
                 self.close_now("timeout")
         elif self._busy:  # the answer is out: idle, or a request held behind it arriving
-            self._busy, self._served = False, True
+            self._busy = False
             self._enter(now)
         elif self.request is None:
             drained = self.server.draining and now - self._since >= limits.drain_idle_timeout
@@ -379,8 +379,8 @@ class Channel(HTTPChannel):  # type: ignore[misc]
 
     def behind(self, now: float) -> float:
         """Seconds behind min_request_rate in this window, or since its last byte if more
-        (a burst earns no credit): the most behind is shed first, and one that has been
-        answered before (less by the idle timeout) after all that have not."""
+        (a burst earns no credit): the most behind is shed first, and one that has sent
+        a whole request before (less by the idle timeout) after all that have not."""
         if self._linger_until:
             return math.inf
         start, taken, limits = *self._window, self.server.limits

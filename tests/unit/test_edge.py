@@ -279,6 +279,20 @@ def test_at_the_connection_limit_a_kept_alive_client_outlasts_bodies_stalled_aft
         assert read_status(kept) == 200
 
 
+def test_at_the_connection_limit_a_client_is_spared_from_its_first_whole_request_on(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server(max_connections=3)
+    with kept_alive_after_a_review(server, client_context) as kept:
+        # Newer than its answer, and in before the edge's next sweep.
+        sockets.extend(socket.create_connection(server.address) for _ in range(2))
+        legitimate_review_is_answered(server, client_context)  # one of the three is shed
+        kept.settimeout(GENEROUS_DEADLINE)
+        kept.sendall(review_bytes())
+
+        assert read_status(kept) == 200
+
+
 def test_at_the_connection_limit_a_body_waiting_for_the_byte_budget_is_shed_for_a_new_client(
     start_server: StartServer,
     client_context: ssl.SSLContext,
