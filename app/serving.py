@@ -128,13 +128,13 @@ class WebhookServer:
         self.stop_being_ready()
         if self._started:
             log.info("draining", extra=fields(timeout_seconds=self.config.drain_timeout))
-        drained = self._drain(self.config.drain_timeout) if self._loop else True
+        drained = self._drain(self._loop, self.config.drain_timeout) if self._loop else True
         self.certificates.stop()
         if self._started:
             log.info("stopped", extra=fields(drained=drained))
         return drained
 
-    def _drain(self, timeout: float) -> bool:
+    def _drain(self, loop: threading.Thread, timeout: float) -> bool:
         """Stop accepting, let open exchanges (and handshakes) finish, cut what is left,
         and stop the workers and the loop."""
         self._on_loop(*(listener.close for listener in self._listeners))
@@ -146,8 +146,7 @@ class WebhookServer:
         self._dispatcher.shutdown(timeout=STOP_TIMEOUT)
         self._stopping.set()
         self._on_loop()  # wakes the loop, which then ends
-        assert self._loop is not None
-        self._loop.join(STOP_TIMEOUT)
+        loop.join(STOP_TIMEOUT)
         for listener in self._listeners:  # not by a thunk: it could close a pipe mid-pull
             listener.trigger.close()
         return drained

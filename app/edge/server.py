@@ -213,7 +213,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
                 if request.expect_continue and request.headers_finished and not self.sent_continue:
                     self.send_continue()
                 if request.completed:
-                    self.sent_continue, self.request, self._served = False, None, True
+                    self.sent_continue, self.request = False, None
                     if request.error:  # waitress answers it (400, 408, 413, 431, 501)
                         self.reason = "timeout" if request.error.code == 408 else "refused"
                         log.info("request refused", extra=fields(error=str(request.error.body)))
@@ -344,7 +344,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
             if now - self._since >= limits.request_timeout:
                 self.close_now("timeout")
         elif self._busy:  # the answer is out: idle, or a request held behind it arriving
-            self._busy = False
+            self._busy, self._served = False, True
             self._enter(now)
         elif self.request is None:
             drained = self.server.draining and now - self._since >= limits.drain_idle_timeout
@@ -385,7 +385,8 @@ class Channel(HTTPChannel):  # type: ignore[misc]
             return math.inf
         start, taken, limits = *self._window, self.server.limits
         owed = now - start - (self._taken - taken) / limits.min_request_rate
-        return max(owed, now - self.last_activity) - self._served * limits.idle_timeout
+        whole = self._served or self._busy  # _busy: from its whole request to the sweep
+        return max(owed, now - self.last_activity) - whole * limits.idle_timeout
 
     @property
     def sheddable(self) -> bool:

@@ -293,6 +293,20 @@ def test_at_the_connection_limit_a_client_is_spared_from_its_first_whole_request
         assert read_status(kept) == 200
 
 
+def test_at_the_connection_limit_a_blank_line_does_not_count_as_a_request(
+    start_server: StartServer, client_context: ssl.SSLContext, sockets: list[socket.socket]
+) -> None:
+    server = start_server(max_connections=2, **FAR)
+    blank = tls_connection(server, client_context)
+    sockets.append(blank)
+    blank.sendall(b"\r\n\r\n")  # waitress reads it as no request at all
+    time.sleep(0.3)  # older than the socket below
+    sockets.append(socket.create_connection(server.address))
+    legitimate_review_is_answered(server, client_context)  # one of the two is shed
+
+    assert closed_by_server(blank)
+
+
 def test_at_the_connection_limit_a_body_waiting_for_the_byte_budget_is_shed_for_a_new_client(
     start_server: StartServer,
     client_context: ssl.SSLContext,
