@@ -181,8 +181,7 @@ def _attacker(
 ) -> None:
     """The attack's process: `count` connections kept up until it is terminated."""
     raise_open_files_limit()
-    connections: list[socket.socket | None] = [_opened_or_none(attack, ports)]
-    connections += [_opened_or_none(attack, ports) for _ in range(count - 1)]
+    connections = [_opened_or_none(attack, ports) for _ in range(count)]
     ready.value = sum(sock is not None for sock in connections)
     while True:
         time.sleep(TICK)
@@ -364,9 +363,7 @@ def main() -> None:
         directory = Path(name)
         ca_file, cert, key = serving_certificate(directory)
         port, metrics_port, log = free_port(), free_port(), directory / "ours.log"
-        argv = ours_argv(cert, key, port)
-        argv = [arg for arg in argv if not arg.startswith("--metrics-port")]
-        argv += [f"--metrics-port={metrics_port}", f"--max-connections={limit}"]
+        argv = [*ours_argv(cert, key, port, metrics_port), f"--max-connections={limit}"]
         context = ssl.create_default_context(cafile=str(ca_file))
         ports = Ports(port, metrics_port, context)
         with process(argv, port, log) as ours:

@@ -190,12 +190,13 @@ def serving_certificate(directory: Path) -> tuple[Path, Path, Path]:
     return ca_file, cert, key
 
 
-def ours_argv(cert: Path, key: Path, port: int) -> list[str]:
-    """Our server over TLS on loopback, with the chart's flags and the default label."""
+def ours_argv(cert: Path, key: Path, port: int, metrics_port: int = 0) -> list[str]:
+    """Our server over TLS on loopback, with the chart's flags and the default label
+    (its metrics port a free one unless given)."""
     return [
         *(sys.executable, "-m", "app.main", "serve"),
         *(f"--tls-cert={cert}", f"--tls-key={key}"),
-        *("--host=127.0.0.1", f"--port={port}", f"--metrics-port={free_port()}"),
+        *("--host=127.0.0.1", f"--port={port}", f"--metrics-port={metrics_port or free_port()}"),
         "--label=environment=production",
     ]
 
